@@ -1,0 +1,1 @@
+"""Loss functions: plain tensor code, no Lightning. One file per family."""
