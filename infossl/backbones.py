@@ -1,0 +1,88 @@
+"""Backbones: torchvision ResNets, any timm model, and lightly's CIFAR ResNet generator.
+
+``build_backbone`` returns ``(module, feature_dim)``; the module maps images to flat features.
+For images of 64 px or less the CIFAR stem (3x3 stride-1 first conv, no max-pool) is used:
+with the ImageNet stem SimCLR loses more than 10 points on CIFAR-10 (lightly#1419). solo-learn
+and lightly both swap the stem; we use lightly's padding of 1, which keeps 32 px maps at 32 px.
+"""
+
+from __future__ import annotations
+
+import timm
+import torch.nn as nn
+import torchvision
+from lightly.models import ResNetGenerator
+
+TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
+SMALL_IMAGE_MAX_SIZE = 64
+
+
+class BackboneError(ValueError):
+    """An unknown or unusable backbone name."""
+
+
+def uses_small_image_stem(small_images: bool | str, image_size: int) -> bool:
+    if small_images == "auto":
+        return image_size <= SMALL_IMAGE_MAX_SIZE
+    return bool(small_images)
+
+
+def _cifar_stem(model: nn.Module) -> None:
+    """Replace an ImageNet ResNet stem (7x7/2 conv + max-pool) by the CIFAR one in place."""
+    out_channels = model.conv1.out_channels
+    model.conv1 = nn.Conv2d(3, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+
+
+def _torchvision_resnet(name: str, small: bool, zero_init_residual: bool):
+    model = getattr(torchvision.models, name)(weights=None, zero_init_residual=zero_init_residual)
+    if small:
+        _cifar_stem(model)
+    feature_dim = model.fc.in_features
+    model.fc = nn.Identity()
+    return model, feature_dim
+
+
+def _timm_model(name: str, small: bool):
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    except RuntimeError as err:  # timm raises RuntimeError("Unknown model ...")
+        raise BackboneError(
+            f"unknown timm model '{name}'; list them with python -c \"import timm; "
+            f"print(timm.list_models('*resnet*'))\""
+        ) from err
+    if small and isinstance(getattr(model, "conv1", None), nn.Conv2d) and hasattr(model, "maxpool"):
+        _cifar_stem(model)
+    # timm's ResNets already zero-initialise the last norm of each block (zero_init_last=True).
+    return model, model.num_features
+
+
+def _lightly_resnet(name: str, width: float):
+    # lightly's generator already has the CIFAR stem; its final linear layer is dropped.
+    resnet = ResNetGenerator(name, width=width)
+    body = nn.Sequential(*list(resnet.children())[:-1], nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return body, resnet.linear.in_features
+
+
+def build_backbone(
+    name: str,
+    image_size: int,
+    small_images: bool | str = "auto",
+    zero_init_residual: bool = True,
+    width: float = 1.0,
+) -> tuple[nn.Module, int]:
+    """A feature extractor by name: ``resnet18|34|50``, ``timm:NAME``, ``lightly:resnet-N``."""
+    small = uses_small_image_stem(small_images, image_size)
+    if name in TORCHVISION_RESNETS:
+        return _torchvision_resnet(name, small, zero_init_residual)
+    if name.startswith("timm:"):
+        return _timm_model(name.removeprefix("timm:"), small)
+    if name.startswith("lightly:"):
+        try:
+            return _lightly_resnet(name.removeprefix("lightly:"), width)
+        except ValueError as err:
+            raise BackboneError(f"{err}; use lightly:resnet-9|18|34|50|101|152") from err
+    raise BackboneError(
+        f"unknown backbone '{name}'; use one of {', '.join(TORCHVISION_RESNETS)}, "
+        "timm:NAME (any timm model) or lightly:resnet-9|18|34|50"
+    )

@@ -1,0 +1,69 @@
+"""Small Lightning callbacks the training script always installs."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+
+class RNGStateCheckpoint(pl.Callback):
+    """Save and restore the Python, NumPy and torch RNG states in every checkpoint.
+
+    Lightning restores weights, optimizer, scheduler, loops and global step, but not the RNG,
+    so a resumed run would draw other augmentations and another data order than an
+    uninterrupted one. States are stored as tensors and plain lists: weights_only loading.
+    """
+
+    def state_dict(self) -> dict:
+        np_state = np.random.get_state()
+        return {
+            "python": _to_plain(random.getstate()),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        random.setstate(_to_tuple(state["python"]))
+        name, keys, *rest = state["numpy"]
+        np.random.set_state((name, keys.numpy(), *rest))
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_plain(value):
+    return [_to_plain(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _to_tuple(value):
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else value
+
+
+class Throughput(pl.Callback):
+    """Global training images/s (all views counted once per image), on the progress bar and
+    in TensorBoard as ``train/images_per_sec``. Measured between consecutive batch ends so that
+    data loading is included; no device synchronisation is added."""
+
+    def __init__(self):
+        self._last = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._last = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        if self._last is not None:
+            images = batch[1].shape[0] * trainer.world_size
+            pl_module.log(
+                "train/images_per_sec",
+                images / (now - self._last),
+                prog_bar=True,
+                on_step=True,
+                on_epoch=False,
+            )
+        self._last = now

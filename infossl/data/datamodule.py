@@ -1,0 +1,87 @@
+"""LightningDataModule: multi-view training batches, plain validation batches for the probe,
+and a fixed pair-of-views subset for the collapse diagnostics."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from infossl.data.datasets import build_dataset, dataset_info
+from infossl.data.transforms import build_eval_transform, build_multiview_transform
+
+
+def _fixed_subset(dataset, fraction_or_count: float, seed: int):
+    """A deterministic subset: a fraction (<= 1) or a count (> 1) of the items."""
+    n = len(dataset)
+    count = int(round(n * fraction_or_count)) if fraction_or_count <= 1 else int(fraction_or_count)
+    count = max(1, min(n, count))
+    if count == n:
+        return dataset
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return Subset(dataset, sorted(order[:count].tolist()))
+
+
+class SSLDataModule(pl.LightningDataModule):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg["data"]
+        self.info = dataset_info(d["name"], d["dir"])
+        self.mean, self.std = self.info["mean"], self.info["std"]
+        self.train_set = self.val_set = None
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.info["num_classes"]
+
+    def _build(self, split: str, transform):
+        d = self.cfg["data"]
+        return build_dataset(
+            d["name"], d["dir"], split, transform=transform, download=d["download"]
+        )
+
+    def check_available(self) -> None:
+        """Build the datasets now so missing data fails before any run directory is written."""
+        self.setup("fit")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        d = self.cfg["data"]
+        views = build_multiview_transform(d["views"], d["image_size"], self.mean, self.std)
+        train = self._build("train", views)
+        self.train_set = _fixed_subset(train, d["train_fraction"], self.cfg["seed"])
+        self.val_set = self._build(
+            "val", build_eval_transform(d["image_size"], self.mean, self.std)
+        )
+
+    def _loader(self, dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        d = self.cfg["data"]
+        workers = d["num_workers"]
+        return DataLoader(
+            dataset,
+            batch_size=d["batch_size"],
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        # drop_last: contrastive and covariance losses need full, equal-sized local batches.
+        return self._loader(self.train_set, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False, drop_last=False)
+
+    def diagnostic_views(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two augmented views of a fixed validation subset, drawn once with a fixed seed."""
+        d = self.cfg["data"]
+        views = build_multiview_transform(d["views"], d["image_size"], self.mean, self.std)
+        subset = _fixed_subset(self._build("val", None), count, self.cfg["seed"])
+        with torch.random.fork_rng():
+            torch.manual_seed(self.cfg["seed"])
+            pairs = [views(subset[i][0]) for i in range(len(subset))]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])

@@ -1,0 +1,90 @@
+"""Multi-view augmentation pipelines defined in configs, and the evaluation transforms.
+
+A view is a dict (see configs/augmentations/*.yaml): crop_scale, crop_interpolation, hflip_p,
+jitter [b, c, s, h], jitter_p, grayscale_p, blur_p, blur_sigma, solarize_p. The order is
+solo-learn's (``build_transform_pipeline``): crop, jitter, grayscale, blur, solarize, flip.
+lightly's GaussianBlur (PIL, sigma ~ U[lo, hi]), RandomSolarization and MultiViewTransform are
+used as they are; lightly's BYOLView*Transform is not, because it fixes the crop's upper scale
+at 1.0 and the interpolation at bilinear, and solo-learn's CIFAR recipes use bicubic crops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torchvision.transforms as T
+from lightly.transforms.gaussian_blur import GaussianBlur
+from lightly.transforms.multi_view_transform import MultiViewTransform
+from lightly.transforms.solarize import RandomSolarization
+
+INTERPOLATIONS = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+VIEW_KEYS = {
+    "crop_scale",
+    "crop_interpolation",
+    "hflip_p",
+    "jitter",
+    "jitter_p",
+    "grayscale_p",
+    "blur_p",
+    "blur_sigma",
+    "solarize_p",
+}
+
+
+def build_view_transform(
+    view: Mapping, image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> T.Compose:
+    unknown = set(view) - VIEW_KEYS
+    missing = VIEW_KEYS - set(view)
+    if unknown or missing:
+        raise ValueError(
+            f"augmentation view keys: unknown {sorted(unknown)}, missing "
+            f"{sorted(missing)}; the keys are {sorted(VIEW_KEYS)}"
+        )
+    b, c, s, h = view["jitter"]
+    steps = [
+        T.RandomResizedCrop(
+            image_size,
+            scale=tuple(view["crop_scale"]),
+            interpolation=INTERPOLATIONS[view["crop_interpolation"]],
+        ),
+        T.RandomApply([T.ColorJitter(b, c, s, h)], p=view["jitter_p"]),
+        T.RandomGrayscale(p=view["grayscale_p"]),
+        GaussianBlur(prob=view["blur_p"], sigmas=tuple(view["blur_sigma"])),
+        RandomSolarization(prob=view["solarize_p"]),
+        T.RandomHorizontalFlip(p=view["hflip_p"]),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ]
+    return T.Compose(steps)
+
+
+def build_multiview_transform(views: Sequence[Mapping], image_size: int, mean, std):
+    """PIL image -> list of augmented tensors, one per configured view."""
+    return MultiViewTransform([build_view_transform(v, image_size, mean, std) for v in views])
+
+
+def build_eval_transform(image_size: int, mean, std, resize_ratio: float = 8 / 7) -> T.Compose:
+    """Resize(size * 8/7) + CenterCrop(size): CorInfoMax's test transform (36 -> 32 on CIFAR)."""
+    return T.Compose(
+        [
+            T.Resize(
+                int(round(image_size * resize_ratio)), interpolation=T.InterpolationMode.BICUBIC
+            ),
+            T.CenterCrop(image_size),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
+
+
+def build_crop_flip_transform(image_size: int, mean, std) -> T.Compose:
+    """The linear probe's training augmentation in CorInfoMax's protocol."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(image_size, interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )

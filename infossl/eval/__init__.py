@@ -1,0 +1,1 @@
+"""Evaluation: probes, kNN, retrieval, diagnostics."""

@@ -1,0 +1,71 @@
+"""Collapse diagnostics during pretraining, in TensorBoard.
+
+Every ``diagnostics.every_n_epochs`` the backbone features and projector embeddings of a fixed
+validation subset (two augmented views drawn once) are measured: ``diag/features/<metric>`` and
+``diag/embeddings/<metric>`` scalars, the singular-value spectrum as an image, and a console +
+TensorBoard-text warning when the embeddings' effective rank falls below
+``diagnostics.collapse_fraction`` x their dimension.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+
+from infossl.eval.diagnostics import collapse_report, is_collapsed, singular_values, spectrum_image
+
+
+class CollapseMonitor(pl.Callback):
+    def __init__(self, every_n_epochs: int, num_samples: int, collapse_fraction: float):
+        self.every_n_epochs = every_n_epochs
+        self.num_samples = num_samples
+        self.collapse_fraction = collapse_fraction
+        self.views: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_report: dict[str, float] = {}
+        self.collapsed_epochs: list[int] = []
+
+    def setup(self, trainer, pl_module, stage):
+        if self.views is None and trainer.datamodule is not None:
+            self.views = trainer.datamodule.diagnostic_views(self.num_samples)
+
+    @torch.no_grad()
+    def measure(self, pl_module) -> tuple[dict[str, float], dict[str, torch.Tensor], int]:
+        was_training = pl_module.training
+        pl_module.eval()  # BatchNorm running statistics, no dropout
+        device = pl_module.device
+        f1 = pl_module.backbone(self.views[0].to(device)).float()
+        f2 = pl_module.backbone(self.views[1].to(device)).float()
+        z1 = pl_module.projector(f1).float()
+        z2 = pl_module.projector(f2).float()
+        pl_module.train(was_training)
+        report = collapse_report(f1, z1, embeddings_view2=z2, features_view2=f2)
+        spectra = {"features": singular_values(f1), "embeddings": singular_values(z1)}
+        return report, spectra, z1.shape[1]
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        epoch = trainer.current_epoch
+        if self.views is None or trainer.sanity_checking or (epoch + 1) % self.every_n_epochs:
+            return
+        if not trainer.is_global_zero:  # every rank holds the same weights; one measures
+            return
+        report, spectra, dim = self.measure(pl_module)
+        self.last_report = report
+        step = trainer.global_step
+        logger = trainer.logger
+        writer = getattr(logger, "experiment", None)
+        if writer is not None:
+            for key, value in report.items():
+                writer.add_scalar(f"diag/{key}", value, step)
+            writer.add_image("diag/spectrum", spectrum_image(spectra), step, dataformats="HWC")
+        rank = report["embeddings/effective_rank"]
+        if is_collapsed(rank, dim, self.collapse_fraction):
+            self.collapsed_epochs.append(epoch)
+            message = (
+                f"collapse warning at epoch {epoch} (step {step}): embedding effective rank "
+                f"{rank:.2f} < {self.collapse_fraction} x {dim}; the projector output is "
+                "concentrating on few directions"
+            )
+            rank_zero_warn(message)
+            if writer is not None:
+                writer.add_text("diag/warnings", message, step)

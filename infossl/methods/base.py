@@ -1,0 +1,205 @@
+"""The LightningModule every method extends.
+
+backbone -> projector -> the method's loss over all views; an online linear probe on detached
+backbone features (its own parameter group, no weight decay) validated as ``val/online_top1``;
+SGD, LARS or AdamW with linear warm-up then cosine, stepped every optimizer step; the learning
+rate scaled by global batch / 256; no weight decay on biases and norm layers (solo-learn's
+``exclude_bias_n_norm``, lightly's ``get_weight_decay_parameters``).
+
+A method subclass implements ``loss_terms`` (and may override ``build_projector``); it owns no
+optimizer, logging or probe code.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from lightly.models.modules.heads import ProjectionHead
+from lightly.models.utils import get_weight_decay_parameters
+from lightly.utils.lars import LARS
+from lightly.utils.scheduler import CosineWarmupScheduler
+from torchmetrics.classification import MulticlassAccuracy
+
+from infossl.backbones import build_backbone
+
+# Modules trained by their own optimizer (or not at all) and so kept out of the main one.
+_OWN_OPTIMIZER = ("online_probe", "regularizers", "val_accuracy")
+
+
+def mlp_projector(
+    input_dim: int,
+    hidden_dim: int,
+    output_dim: int,
+    num_layers: int,
+    batch_norm: bool,
+    last_bias: bool = True,
+) -> nn.Module:
+    """Linear(-BN)-ReLU blocks then a final Linear, as lightly's ProjectionHead builds them."""
+    blocks = []
+    dim = input_dim
+    for _ in range(num_layers - 1):
+        norm = nn.BatchNorm1d(hidden_dim) if batch_norm else None
+        blocks.append((dim, hidden_dim, norm, nn.ReLU()))
+        dim = hidden_dim
+    blocks.append((dim, output_dim, None, None, last_bias))
+    return ProjectionHead(blocks)
+
+
+class BaseMethod(pl.LightningModule):
+    def __init__(self, cfg: dict, num_classes: int | None):
+        super().__init__()
+        # Plain types only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters({"cfg": cfg, "num_classes": num_classes})
+        self.cfg = cfg
+        self.num_classes = num_classes
+        b = cfg["backbone"]
+        self.backbone, self.feature_dim = build_backbone(
+            b["name"],
+            cfg["data"]["image_size"],
+            b["small_images"],
+            b["zero_init_residual"],
+            b["width"],
+        )
+        self.projector = self.build_projector()
+        if num_classes:
+            self.online_probe = nn.Linear(self.feature_dim, num_classes)
+            self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        else:
+            self.online_probe = None
+        self.regularizers = nn.ModuleList()
+
+    # ---- what a method provides -------------------------------------------------------------
+    def build_projector(self) -> nn.Module:
+        p = self.cfg["projector"]
+        return mlp_projector(
+            self.feature_dim, p["hidden_dim"], p["output_dim"], p["num_layers"], p["batch_norm"]
+        )
+
+    def loss_terms(
+        self, features: list[torch.Tensor], embeddings: list[torch.Tensor], labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Return a dict with ``loss`` and any named terms (logged as ``train/<name>``)."""
+        raise NotImplementedError  # pragma: no cover - every method overrides it
+
+    # ---- shared training logic --------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def training_step(self, batch, batch_idx):
+        views, labels = batch
+        # One forward per view, as solo-learn and the official CorInfoMax code do: BatchNorm
+        # statistics are per view (synchronised across processes by SyncBatchNorm).
+        features = [self.backbone(v) for v in views]
+        embeddings = [self.projector(f) for f in features]
+        terms = self.loss_terms(features, embeddings, labels)
+        loss = terms["loss"]
+        logs = {f"train/{k}": v.detach() for k, v in terms.items()}
+
+        for regularizer in self.regularizers:
+            source = embeddings if regularizer.on == "embeddings" else features
+            value, reg_logs = regularizer(source[0], nuisance=labels)
+            loss = loss + value
+            logs.update({f"train/{regularizer.log_name}/{k}": v for k, v in reg_logs.items()})
+
+        probe_loss = self._online_probe_loss(features[0].detach(), labels, logs)
+        logs["train/loss"] = loss.detach()
+        logs["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log_dict(logs, on_step=True, on_epoch=False)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False)
+        if hasattr(self, "nonfinite_guard") and self.nonfinite_guard.check(
+            loss, logs, self.global_step
+        ):
+            return None  # Lightning skips the optimizer step for this batch
+        return loss + probe_loss
+
+    def _online_probe_loss(self, features: torch.Tensor, labels: torch.Tensor, logs: dict):
+        if self.online_probe is None:
+            return features.new_zeros(())
+        labelled = labels >= 0
+        logits = self.online_probe(features[labelled])
+        if logits.shape[0] == 0:
+            return features.new_zeros(())
+        probe_loss = F.cross_entropy(logits, labels[labelled])
+        logs["train/online_probe_loss"] = probe_loss.detach()
+        logs["train/online_top1"] = (logits.argmax(1) == labels[labelled]).float().mean()
+        return probe_loss
+
+    def validation_step(self, batch, batch_idx):
+        images, labels = batch
+        if self.online_probe is None:
+            return
+        labelled = labels >= 0
+        if labelled.any():
+            logits = self.online_probe(self.backbone(images[labelled]))
+            self.val_accuracy.update(logits, labels[labelled])
+
+    def on_validation_epoch_end(self):
+        if self.online_probe is not None and self.val_accuracy.update_count > 0:
+            self.log("val/online_top1", self.val_accuracy.compute(), prog_bar=True)
+            self.val_accuracy.reset()
+
+    # ---- optimization -----------------------------------------------------------------------
+    def global_batch_size(self) -> int:
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return self.cfg["data"]["batch_size"] * world
+
+    def trained_modules(self) -> list[nn.Module]:
+        return [m for name, m in self.named_children() if name not in _OWN_OPTIMIZER]
+
+    def _schedule_lengths(self) -> tuple[int, int]:
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs))
+        return min(self.cfg["optimizer"]["warmup_epochs"] * per_epoch, total), total
+
+    def on_train_start(self):
+        # A resumed run restores the scheduler's lengths from the checkpoint; when --epochs was
+        # changed on resume, the cosine must span the new length instead.
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.warmup_epochs, scheduler.max_epochs = self._schedule_lengths()
+
+    def configure_optimizers(self):
+        o = self.cfg["optimizer"]
+        scale = self.global_batch_size() / 256  # linear scaling (Goyal et al. 2017)
+        decay, no_decay = get_weight_decay_parameters(self.trained_modules())
+        groups = [
+            {"name": "decay", "params": decay, "weight_decay": o["weight_decay"]},
+            {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
+        ]
+        if self.online_probe is not None:
+            groups.append(
+                {
+                    "name": "online_probe",
+                    "params": list(self.online_probe.parameters()),
+                    "weight_decay": 0.0,
+                    "lr": o["classifier_lr"] * scale,
+                }
+            )
+        lr = o["lr"] * scale
+        name = o["name"]
+        if name == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=o["momentum"])
+        elif name == "lars":
+            # lightly's LARS leaves groups with weight_decay 0 out of the trust-ratio scaling:
+            # biases, norms and the probe get plain SGD with momentum, as in SimCLR and BYOL.
+            optimizer = LARS(groups, lr=lr, momentum=o["momentum"])
+        elif name == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(o["betas"]))
+        else:
+            raise ValueError(f"unknown optimizer '{name}'; use sgd, lars or adamw")
+
+        warmup_steps, total_steps = self._schedule_lengths()
+        scheduler = CosineWarmupScheduler(
+            optimizer,
+            warmup_epochs=warmup_steps,
+            max_epochs=total_steps,
+            start_value=1.0,
+            end_value=o["min_lr"],
+            warmup_start_value=o["warmup_start_lr"],
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

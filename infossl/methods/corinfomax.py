@@ -1,0 +1,44 @@
+"""``--method corinfomax``: log-det covariance + alignment (Ozsoy et al., NeurIPS 2022).
+
+Projector Linear-ReLU-Linear-ReLU-Linear(bias=False) (official ``CovModel``; the ImageNet-1K
+variant ``CovModel6`` adds BatchNorm: ``projector.batch_norm: true``). The loss module holds the
+four moving averages as float64 buffers, so they are saved in every checkpoint and restored on
+resume; under DDP it all-gathers the embeddings so every process sees the global batch and keeps
+identical moving averages, as the official code does.
+"""
+
+from __future__ import annotations
+
+from infossl.losses.corinfomax import CorInfoMaxLoss
+from infossl.methods.base import BaseMethod, mlp_projector
+
+
+class CorInfoMax(BaseMethod):
+    def __init__(self, cfg: dict, num_classes: int | None):
+        super().__init__(cfg, num_classes)
+        loss = cfg["loss"]
+        self.criterion = CorInfoMaxLoss(
+            dim=cfg["projector"]["output_dim"],
+            alpha=loss["alpha"],
+            la_R=loss["la_R"],
+            la_mu=loss["la_mu"],
+            eps=loss["eps"],
+            R_ini=loss["R_ini"],
+            cov_weight=loss["cov_weight"],
+            normalize=loss["normalize"],
+        )
+
+    def build_projector(self):
+        p = self.cfg["projector"]
+        return mlp_projector(
+            self.feature_dim,
+            p["hidden_dim"],
+            p["output_dim"],
+            p["num_layers"],
+            p["batch_norm"],
+            last_bias=False,
+        )
+
+    def loss_terms(self, features, embeddings, labels):
+        z1, z2 = embeddings
+        return self.criterion(z1, z2)

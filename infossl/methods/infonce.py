@@ -1,0 +1,16 @@
+"""``--method infonce``: SimCLR's NT-Xent with negatives gathered from every process."""
+
+from __future__ import annotations
+
+from infossl.losses.infonce import InfoNCELoss
+from infossl.methods.base import BaseMethod
+
+
+class InfoNCE(BaseMethod):
+    def __init__(self, cfg: dict, num_classes: int | None):
+        super().__init__(cfg, num_classes)
+        self.criterion = InfoNCELoss(temperature=cfg["loss"]["temperature"])
+
+    def loss_terms(self, features, embeddings, labels):
+        z1, z2 = embeddings
+        return self.criterion(z1, z2)

@@ -1,0 +1,1 @@
+"""Fault tolerance: atomic checkpoints, safe loading, resume, preemption, bad data."""

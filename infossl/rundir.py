@@ -1,0 +1,66 @@
+"""Run directories: ``<run-dir>/<name>/`` with config.yaml, checkpoints/, events, metrics.json.
+
+Nothing here ever overwrites another run: a new run refuses an existing directory, and only the
+launching process (global rank 0) creates or writes anything.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+class RunDirError(ValueError):
+    """A run-directory request that would overwrite or cannot be served."""
+
+
+def is_launching_process() -> bool:
+    """True in the process that decides and writes (global rank 0 of this job).
+
+    Lightning's DDP launcher re-runs this script for ranks 1..N-1 with LOCAL_RANK set;
+    torchrun and SLURM set RANK / SLURM_PROCID for every process.
+    """
+    global_rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    return global_rank == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def run_dir_of_checkpoint(path: Path) -> Path | None:
+    """The run a checkpoint belongs to, when it lies in ``<run>/checkpoints/``."""
+    path = path.resolve()
+    if path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file():
+        return path.parent.parent
+    return None
+
+
+def create_run_dir(run_dir: Path) -> None:
+    """Create a fresh run directory; refuse one that exists (even if empty)."""
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()  # atomic: of two runs started with one name at once, one fails here
+    except FileExistsError as err:
+        raise RunDirError(
+            f"run directory {run_dir} already exists; continue it with --resume auto, "
+            "or choose another --name"
+        ) from err
+    checkpoint_dir(run_dir).mkdir()
+
+
+def write_config(run_dir: Path, cfg, resuming: bool) -> None:
+    """Write the resolved config; on resume keep the previous one when it changed."""
+    path = run_dir / "config.yaml"
+    text = OmegaConf.to_yaml(cfg)
+    if resuming and path.is_file():
+        old = path.read_text()
+        if old == text:
+            return
+        path.rename(run_dir / f"config.before-resume-{time.strftime('%Y%m%d-%H%M%S')}.yaml")
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,46 @@
+"""Turning the trainer section of a config into Lightning accelerator/devices/strategy, with
+clear errors for requests this machine cannot serve (shared by train.py and eval_linear.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import torch
+from pytorch_lightning.strategies import DDPStrategy
+
+
+class DeviceError(ValueError):
+    """A device request the machine cannot serve."""
+
+
+def resolve_devices(trainer_cfg: dict, gpus: int | None) -> dict:
+    """``--gpus N`` (N > 0) means CUDA with N devices; otherwise accelerator/devices as given."""
+    accelerator = trainer_cfg["accelerator"]
+    devices = trainer_cfg["devices"]
+    if gpus is not None:
+        accelerator, devices = ("gpu", gpus) if gpus > 0 else ("cpu", 1)
+    available = torch.cuda.device_count()
+    if accelerator in ("gpu", "cuda"):
+        if available < int(devices):
+            raise DeviceError(
+                f"asked for {devices} CUDA GPU(s) but this machine has {available}; use "
+                f"--gpus {available} or run on CPU with --accelerator cpu --devices N"
+            )
+    elif accelerator == "auto":
+        accelerator = "gpu" if available else "cpu"
+    elif accelerator != "cpu":
+        raise DeviceError(f"unknown accelerator '{accelerator}'; use auto, cpu or gpu")
+    if int(devices) < 1:
+        raise DeviceError(f"devices must be at least 1, got {devices}")
+    precision = str(trainer_cfg["precision"])
+    if precision == "16-mixed" and accelerator == "cpu":
+        raise DeviceError("precision 16-mixed needs a CUDA GPU; on CPU use --precision bf16-mixed")
+    return {"accelerator": accelerator, "devices": int(devices)}
+
+
+def strategy_for(devices: int, num_nodes: int, timeout_s: float):
+    """DDP (gloo on CPU, NCCL on GPU) when more than one process; a bounded collective timeout
+    makes the survivors fail instead of hanging when a peer dies."""
+    if devices * num_nodes == 1:
+        return "auto"
+    return DDPStrategy(find_unused_parameters=False, timeout=timedelta(seconds=timeout_s))

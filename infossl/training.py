@@ -1,0 +1,203 @@
+"""One pretraining run: resolve the config, check every input, then build and fit.
+
+Every check that can fail on user input runs before the run directory is created, so bad input
+never leaves anything behind or touches an existing run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from infossl import config as C
+from infossl.callbacks import RNGStateCheckpoint, Throughput
+from infossl.cli import UserError
+from infossl.data.datamodule import SSLDataModule
+from infossl.methods import METHODS
+from infossl.reliability.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
+from infossl.reliability.resume import find_resume_checkpoint
+from infossl.rundir import (
+    checkpoint_dir,
+    create_run_dir,
+    is_launching_process,
+    run_dir_of_checkpoint,
+    write_config,
+)
+from infossl.runtime import resolve_devices, strategy_for
+
+DEFAULT_DATA = "cifar10"  # the papers' benchmark; the offline demo passes --data digits
+
+
+@dataclass
+class TrainRequest:
+    method: str | None
+    data: str | None
+    config: str | None = None
+    flags: dict = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    gpus: int | None = None
+    resume: str | None = None
+    run_root: Path = Path("runs")
+    name: str | None = None
+
+
+@dataclass
+class ResolvedRun:
+    cfg: DictConfig
+    run_dir: Path
+    checkpoint: Path | None  # what to resume from, if anything
+    resuming_existing_dir: bool
+
+
+def _resolve(req: TrainRequest) -> ResolvedRun:
+    checkpoint = None
+    run_dir = None
+    if req.resume not in (None, "auto"):
+        checkpoint = Path(req.resume)
+        if not checkpoint.is_file():
+            raise UserError(
+                f"--resume {req.resume}: no such checkpoint file; pass an existing "
+                ".ckpt path or --resume auto"
+            )
+        load_checkpoint_safely(checkpoint)  # refuses corrupt files and pickled code early
+        run_dir = run_dir_of_checkpoint(checkpoint)
+
+    data = req.data or DEFAULT_DATA
+    if run_dir is None:
+        if req.method is None and req.name is None:
+            raise UserError(
+                "--method is required (e.g. --method infonce --data digits); "
+                "to resume a run give its --name with --resume auto"
+            )
+        run_dir = req.run_root / (req.name or f"{req.method}-{data}")
+
+    existing = (run_dir / "config.yaml").is_file()
+    if req.resume == "auto" and existing:
+        checkpoint = find_resume_checkpoint(run_dir)
+
+    resuming_dir = req.resume is not None and existing
+    if resuming_dir:
+        cfg = C.load_yaml(run_dir / "config.yaml")
+        for given, key in ((req.method, "method"), (req.data, "data.name")):
+            stored = cfg.method if key == "method" else cfg.data.name
+            if given is not None and given != stored:
+                raise UserError(
+                    f"run {run_dir} was trained with {key}={stored}, not {given}; "
+                    "resume it without changing that, or start another --name"
+                )
+    else:
+        if req.method is None:
+            raise UserError(f"no run to resume in {run_dir}; a new run needs --method")
+        cfg = C.default_config(req.method, data)
+    if req.config:
+        cfg = C.merge_file(cfg, req.config)
+    cfg = C.merge_values(cfg, req.flags)
+    cfg = C.apply_overrides(cfg, req.overrides)
+    cfg = C.resolve_views(cfg)
+    C.validate(cfg)
+    return ResolvedRun(cfg, run_dir, checkpoint, resuming_dir)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every epoch, independent of the periodic numbered checkpoints (a
+    second ModelCheckpoint needs its own state key to be saved alongside the first)."""
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+
+def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
+    checkpoints = ModelCheckpoint(
+        dirpath=checkpoint_dir(run_dir),
+        filename="epoch={epoch:03d}",
+        auto_insert_metric_name=False,
+        every_n_epochs=cfg["checkpoint"]["every_n_epochs"],
+        save_top_k=-1,
+        save_last=False,
+    )
+    # last.ckpt after every epoch, the numbered ones every checkpoint.every_n_epochs.
+    last = LastCheckpoint(
+        dirpath=checkpoint_dir(run_dir), save_top_k=0, save_last=True, every_n_epochs=1
+    )
+    callbacks = [
+        checkpoints,
+        last,
+        RNGStateCheckpoint(),
+        Throughput(),
+        TQDMProgressBar(refresh_rate=10),
+    ]
+    from infossl.methods.hooks import extra_callbacks
+
+    return callbacks + extra_callbacks(cfg)
+
+
+def run_training(req: TrainRequest) -> dict | None:
+    """Fit one run; return the final metrics in the launching process (None elsewhere)."""
+    run = _resolve(req)
+    cfg = run.cfg
+    plain = C.to_plain(cfg)
+    devices = resolve_devices(plain["trainer"], req.gpus)
+    datamodule = SSLDataModule(plain)
+    datamodule.check_available()
+
+    launching = is_launching_process()
+    if launching:
+        if not run.resuming_existing_dir:
+            create_run_dir(run.run_dir)
+        write_config(run.run_dir, cfg, resuming=run.resuming_existing_dir)
+        if run.checkpoint is not None:
+            print(f"resuming from {run.checkpoint}")
+
+    pl.seed_everything(plain["seed"], workers=True, verbose=False)
+    method = METHODS[plain["method"]](plain, datamodule.num_classes)
+    t = plain["trainer"]
+    trainer = pl.Trainer(
+        max_epochs=t["epochs"],
+        accelerator=devices["accelerator"],
+        devices=devices["devices"],
+        num_nodes=t["num_nodes"],
+        strategy=strategy_for(devices["devices"], t["num_nodes"], t["ddp_timeout_s"]),
+        precision=t["precision"],
+        sync_batchnorm=t["sync_batchnorm"] and devices["devices"] * t["num_nodes"] > 1,
+        deterministic=t["deterministic"],
+        log_every_n_steps=t["log_every_n_steps"],
+        logger=TensorBoardLogger(
+            save_dir=str(run.run_dir.parent),
+            name=run.run_dir.name,
+            version="",
+            default_hp_metric=False,
+        ),
+        callbacks=_callbacks(plain, run.run_dir),
+        plugins=[AtomicCheckpointIO()],
+        num_sanity_val_steps=0,  # a sanity pass would consume RNG and break resume equality
+        enable_model_summary=False,
+    )
+    trainer.fit(
+        method, datamodule=datamodule, ckpt_path=str(run.checkpoint) if run.checkpoint else None
+    )
+    if not trainer.is_global_zero:
+        return None
+    metrics = {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if "/" in k and v.numel() == 1 and math.isfinite(float(v))
+    }
+    return {
+        "run_dir": run.run_dir,
+        "method": plain["method"],
+        "data": plain["data"]["name"],
+        "backbone": plain["backbone"]["name"],
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "devices": devices["devices"] * t["num_nodes"],
+        "precision": str(t["precision"]),
+        "resumed_from": str(run.checkpoint) if run.checkpoint else None,
+        "metrics": metrics,
+    }

@@ -1,0 +1,70 @@
+"""Config resolution: the merge order, strict keys, overrides and validation messages."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from infossl import config as C
+from infossl.methods import METHODS
+
+
+def test_every_method_config_has_a_registered_method_and_back():
+    assert set(C.available("methods")) == set(METHODS)
+
+
+def test_merge_order_data_then_method_then_pair():
+    cfg = C.default_config("infonce", "digits")
+    assert cfg.data.image_size == 16  # data/digits.yaml over base.yaml (32)
+    assert cfg.loss.temperature == 0.2  # methods/infonce.yaml
+    assert cfg.optimizer.name == "sgd"  # methods/infonce/digits.yaml over methods/infonce.yaml
+    assert cfg.method == "infonce" and cfg.data.name == "digits"
+
+
+def test_override_sets_nested_value_with_type():
+    cfg = C.apply_overrides(C.default_config("infonce", "digits"), ["optimizer.lr=0.05"])
+    assert cfg.optimizer.lr == 0.05
+
+
+@pytest.mark.parametrize("bad", ["optimizer.lr", "=3", "optimizer lr=3"])
+def test_malformed_override_is_a_config_error(bad):
+    with pytest.raises(C.ConfigError, match="malformed override"):
+        C.apply_overrides(C.default_config("infonce", "digits"), [bad])
+
+
+def test_unknown_key_is_refused_in_overrides_and_files(tmp_path):
+    cfg = C.default_config("infonce", "digits")
+    with pytest.raises(C.ConfigError, match="unknown config key 'optimizer.lrr'"):
+        C.apply_overrides(cfg, ["optimizer.lrr=0.1"])
+    user = tmp_path / "user.yaml"
+    user.write_text("trainer:\n  epohcs: 3\n")
+    with pytest.raises(C.ConfigError, match="epohcs"):
+        C.merge_file(cfg, user)
+
+
+def test_resolved_config_round_trips_as_config_file(tmp_path):
+    cfg = C.resolve_views(C.default_config("infonce", "digits"))
+    path = tmp_path / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(cfg))
+    again = C.resolve_views(C.merge_file(C.default_config("infonce", "digits"), path))
+    assert C.to_plain(again) == C.to_plain(cfg)
+    assert len(again.data.views) == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_size=1", "batch size 1 is too small"),
+        ("trainer.precision=8", "unknown precision"),
+        ("trainer.epochs=0", "epochs must be at least 1"),
+    ],
+)
+def test_validation_messages(override, message):
+    cfg = C.apply_overrides(C.default_config("infonce", "digits"), [override])
+    with pytest.raises(C.ConfigError, match=message):
+        C.validate(cfg)
+
+
+def test_unknown_method_and_dataset_name_the_choices():
+    with pytest.raises(C.ConfigError, match="unknown method 'simclrr'.*infonce"):
+        C.default_config("simclrr", "digits")
+    with pytest.raises(C.ConfigError, match="unknown dataset 'mnist'.*digits"):
+        C.default_config("infonce", "mnist")

@@ -1,0 +1,127 @@
+"""train.py end to end on digits: outputs, resume equivalence, DDP on CPU, and bad input."""
+
+import json
+
+import pytest
+import torch
+from train_helpers import assert_one_line_error, snapshot, tensorboard_scalars, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    result = train(
+        root, "straight", "--method", "infonce", "--epochs", "2", "checkpoint.every_n_epochs=1"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "straight"
+
+
+def test_run_writes_config_events_checkpoints_and_metrics(two_epoch_run):
+    run = two_epoch_run
+    assert (run / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "epoch=001.ckpt").is_file()
+    scalars = tensorboard_scalars(run)
+    for tag in (
+        "train/loss",
+        "train/lr",
+        "val/online_top1",
+        "train/images_per_sec",
+        "train/mi_estimate",
+    ):
+        assert tag in scalars, sorted(scalars)
+    assert len(scalars["val/online_top1"]) == 2  # one per epoch
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["method"] == "infonce" and metrics["epochs"] == 2
+    steps_per_epoch = 1437 // 64  # digits train split, drop_last
+    assert metrics["global_step"] == 2 * steps_per_epoch
+    assert 0.0 <= metrics["metrics"]["val/online_top1"] <= 1.0
+
+
+def test_checkpoint_loads_with_weights_only(two_epoch_run):
+    ckpt = torch.load(two_epoch_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["cfg"]["method"] == "infonce"
+    assert any(k.startswith("backbone.") for k in ckpt["state_dict"])
+
+
+def test_resume_at_epoch_boundary_matches_uninterrupted_run(two_epoch_run, tmp_path):
+    first = train(tmp_path, "split", "--method", "infonce", "--epochs", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = train(tmp_path, "split", "--method", "infonce", "--epochs", "2", "--resume", "auto")
+    assert second.returncode == 0, second.stderr[-3000:]
+    straight = torch.load(two_epoch_run / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = torch.load(tmp_path / "split" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == straight["global_step"]
+    for key, value in straight["state_dict"].items():
+        torch.testing.assert_close(
+            resumed["state_dict"][key], value, atol=1e-6, rtol=0, msg=f"{key} differs after resume"
+        )
+    # TensorBoard continues the same run directory.
+    assert len(list((tmp_path / "split").glob("events.out.tfevents.*"))) == 2
+
+
+def test_ddp_on_two_cpu_processes_completes(tmp_path):
+    result = train(
+        tmp_path,
+        "ddp",
+        "--method",
+        "infonce",
+        "--epochs",
+        "1",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--batch-size",
+        "32",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["devices"] == 2
+    assert metrics["global_step"] == (1437 // 2) // 32  # each process sees half the data
+
+
+@pytest.fixture()
+def existing_run(tmp_path):
+    result = train(tmp_path, "keep", "--method", "infonce", "--epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path, snapshot(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--method", "simclrr"], ["unknown method 'simclrr'", "infonce"]),
+        (["--method", "infonce", "--data", "mnist"], ["unknown dataset 'mnist'"]),
+        (["--method", "infonce", "optimizer.lrr=1"], ["unknown config key", "optimizer.lrr"]),
+        (["--method", "infonce", "optimizer.lr"], ["malformed override", "key=value"]),
+        (["--method", "infonce", "--gpus", "8"], ["8 CUDA GPU", "has 0"]),
+        (["--method", "infonce", "--resume", "nowhere.ckpt"], ["nowhere.ckpt", "no such"]),
+        (["--method", "infonce", "--batch-size", "1"], ["batch size 1 is too small"]),
+        (["--method", "infonce", "--bogus-flag"], ["unrecognized arguments: --bogus-flag"]),
+        (["--method", "infonce"], ["already exists", "--resume auto"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(existing_run, args, needles):
+    root, before = existing_run
+    result = train(root, "keep", *args)
+    assert_one_line_error(result, *needles)
+    assert snapshot(root) == before
+
+
+def test_missing_data_directory_says_where_it_looked(tmp_path):
+    result = train(
+        tmp_path,
+        "c10",
+        "--method",
+        "infonce",
+        "--data",
+        "cifar10",
+        "--data-dir",
+        str(tmp_path / "nothing-here"),
+    )
+    assert_one_line_error(result, str(tmp_path / "nothing-here"), "--download")
+    assert not (tmp_path / "c10").exists()
