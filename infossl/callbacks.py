@@ -67,3 +67,15 @@ class Throughput(pl.Callback):
                 on_epoch=False,
             )
         self._last = now
+
+
+class StopAfterEpoch(pl.Callback):
+    """End this invocation after ``epoch`` epochs while the schedule still spans all epochs;
+    ``--resume auto`` continues exactly where it stopped."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.epoch:
+            trainer.should_stop = True

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 
 
 class ConfigError(ValueError):

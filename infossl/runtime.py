@@ -33,9 +33,13 @@ def resolve_devices(trainer_cfg: dict, gpus: int | None) -> dict:
     if int(devices) < 1:
         raise DeviceError(f"devices must be at least 1, got {devices}")
     precision = str(trainer_cfg["precision"])
+    if precision == "auto":
+        precision = "32"
+        if accelerator == "gpu":
+            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     if precision == "16-mixed" and accelerator == "cpu":
         raise DeviceError("precision 16-mixed needs a CUDA GPU; on CPU use --precision bf16-mixed")
-    return {"accelerator": accelerator, "devices": int(devices)}
+    return {"accelerator": accelerator, "devices": int(devices), "precision": precision}
 
 
 def strategy_for(devices: int, num_nodes: int, timeout_s: float):

@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from infossl import config as C
-from infossl.callbacks import RNGStateCheckpoint, Throughput
+from infossl.callbacks import RNGStateCheckpoint, StopAfterEpoch, Throughput
 from infossl.cli import UserError
 from infossl.data.datamodule import SSLDataModule
 from infossl.methods import METHODS
@@ -133,6 +133,8 @@ def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
         Throughput(),
         TQDMProgressBar(refresh_rate=10),
     ]
+    if cfg["trainer"]["stop_after_epoch"]:
+        callbacks.append(StopAfterEpoch(cfg["trainer"]["stop_after_epoch"]))
     from infossl.methods.hooks import extra_callbacks
 
     return callbacks + extra_callbacks(cfg)
@@ -164,8 +166,12 @@ def run_training(req: TrainRequest) -> dict | None:
         devices=devices["devices"],
         num_nodes=t["num_nodes"],
         strategy=strategy_for(devices["devices"], t["num_nodes"], t["ddp_timeout_s"]),
-        precision=t["precision"],
-        sync_batchnorm=t["sync_batchnorm"] and devices["devices"] * t["num_nodes"] > 1,
+        precision=devices["precision"],
+        # torch's SyncBatchNorm refuses CPU modules ("only work with GPU modules"); on CPU
+        # (gloo) each process normalises its own batch, as lightly's benchmarks do.
+        sync_batchnorm=t["sync_batchnorm"]
+        and devices["accelerator"] == "gpu"
+        and devices["devices"] * t["num_nodes"] > 1,
         deterministic=t["deterministic"],
         log_every_n_steps=t["log_every_n_steps"],
         logger=TensorBoardLogger(
@@ -197,7 +203,7 @@ def run_training(req: TrainRequest) -> dict | None:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "devices": devices["devices"] * t["num_nodes"],
-        "precision": str(t["precision"]),
+        "precision": devices["precision"],
         "resumed_from": str(run.checkpoint) if run.checkpoint else None,
         "metrics": metrics,
     }

@@ -48,7 +48,10 @@ def test_checkpoint_loads_with_weights_only(two_epoch_run):
 
 
 def test_resume_at_epoch_boundary_matches_uninterrupted_run(two_epoch_run, tmp_path):
-    first = train(tmp_path, "split", "--method", "infonce", "--epochs", "1")
+    # The first job stops after epoch 1 of a 2-epoch schedule (as a preempted job would).
+    first = train(
+        tmp_path, "split", "--method", "infonce", "--epochs", "2", "trainer.stop_after_epoch=1"
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     second = train(tmp_path, "split", "--method", "infonce", "--epochs", "2", "--resume", "auto")
     assert second.returncode == 0, second.stderr[-3000:]
