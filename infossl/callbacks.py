@@ -79,3 +79,22 @@ class StopAfterEpoch(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.current_epoch + 1 >= self.epoch:
             trainer.should_stop = True
+
+
+class BadImageCounter(pl.Callback):
+    """Counts the unreadable images the folder loader stepped over (summed over processes)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        skipped = int(batch[2])  # one sync per step, only for folder datasets
+        if skipped:
+            self.count += skipped
+            pl_module.log("data/skipped_images", float(self.count), on_step=True, on_epoch=False)
+
+    def total(self, trainer) -> int:
+        import torch
+
+        value = torch.tensor(float(self.count))
+        return int(trainer.strategy.reduce(value, reduce_op="sum"))

@@ -14,13 +14,15 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from infossl import config as C
-from infossl.callbacks import RNGStateCheckpoint, StopAfterEpoch, Throughput
+from infossl.callbacks import BadImageCounter, RNGStateCheckpoint, StopAfterEpoch, Throughput
 from infossl.cli import UserError
 from infossl.data.datamodule import SSLDataModule
 from infossl.methods import METHODS
 from infossl.reliability.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
+from infossl.reliability.preemption import PreemptionCheckpoint
 from infossl.reliability.resume import find_resume_checkpoint
 from infossl.rundir import (
     checkpoint_dir,
@@ -132,7 +134,10 @@ def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
         RNGStateCheckpoint(),
         Throughput(),
         TQDMProgressBar(refresh_rate=10),
+        PreemptionCheckpoint(checkpoint_dir(run_dir) / "last.ckpt"),
     ]
+    if cfg["data"]["name"] == "folder":
+        callbacks.append(BadImageCounter())
     if cfg["trainer"]["stop_after_epoch"]:
         callbacks.append(StopAfterEpoch(cfg["trainer"]["stop_after_epoch"]))
     from infossl.methods.hooks import extra_callbacks
@@ -159,6 +164,8 @@ def run_training(req: TrainRequest) -> dict | None:
 
     pl.seed_everything(plain["seed"], workers=True, verbose=False)
     method = METHODS[plain["method"]](plain, datamodule.num_classes)
+    last = checkpoint_dir(run.run_dir) / "last.ckpt"
+    method.nonfinite_guard.last_checkpoint = lambda: str(last) if last.is_file() else None
     t = plain["trainer"]
     trainer = pl.Trainer(
         max_epochs=t["epochs"],
@@ -174,6 +181,7 @@ def run_training(req: TrainRequest) -> dict | None:
         and devices["devices"] * t["num_nodes"] > 1,
         deterministic=t["deterministic"],
         log_every_n_steps=t["log_every_n_steps"],
+        default_root_dir=str(run.run_dir),  # where Lightning's SLURM requeue saves hpc_ckpt_*
         logger=TensorBoardLogger(
             save_dir=str(run.run_dir.parent),
             name=run.run_dir.name,
@@ -185,11 +193,28 @@ def run_training(req: TrainRequest) -> dict | None:
         num_sanity_val_steps=0,  # a sanity pass would consume RNG and break resume equality
         enable_model_summary=False,
     )
-    trainer.fit(
-        method, datamodule=datamodule, ckpt_path=str(run.checkpoint) if run.checkpoint else None
-    )
+    status = "finished"
+    try:
+        trainer.fit(
+            method, datamodule=datamodule, ckpt_path=str(run.checkpoint) if run.checkpoint else None
+        )
+    except SIGTERMException:
+        status = "preempted"  # last.ckpt was saved at the step boundary by PreemptionCheckpoint
+    preemption = next(c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint))
+    if preemption.saved_step is not None:
+        status = "preempted"
+    elif trainer.current_epoch < t["epochs"]:
+        status = "stopped early"
+    counter = next((c for c in trainer.callbacks if isinstance(c, BadImageCounter)), None)
+    skipped_images = counter.total(trainer) if counter else 0
     if not trainer.is_global_zero:
         return None
+    if status == "preempted":
+        print(
+            f"preempted: saved {last} at step {preemption.saved_step}; continue with --resume auto"
+        )
+    if skipped_images:
+        print(f"skipped {skipped_images} unreadable image(s) (data.on_bad_image=skip)")
     metrics = {
         k: float(v)
         for k, v in trainer.callback_metrics.items()
@@ -205,5 +230,8 @@ def run_training(req: TrainRequest) -> dict | None:
         "devices": devices["devices"] * t["num_nodes"],
         "precision": devices["precision"],
         "resumed_from": str(run.checkpoint) if run.checkpoint else None,
+        "status": status,
+        "nonfinite_skipped": method.nonfinite_guard.skipped,
+        "skipped_images": skipped_images,
         "metrics": metrics,
     }

@@ -9,6 +9,12 @@ from torch.utils.data import DataLoader, Subset
 
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.transforms import build_eval_transform, build_multiview_transform
+from infossl.reliability.safe_images import (
+    SafeImageLoader,
+    SubstituteBadItems,
+    collate_with_skips,
+    skip_transform,
+)
 
 
 def _fixed_subset(dataset, fraction_or_count: float, seed: int):
@@ -37,9 +43,15 @@ class SSLDataModule(pl.LightningDataModule):
 
     def _build(self, split: str, transform):
         d = self.cfg["data"]
-        return build_dataset(
-            d["name"], d["dir"], split, transform=transform, download=d["download"]
+        if d["name"] != "folder":
+            return build_dataset(d["name"], d["dir"], split, transform, d["download"])
+        # Folders hold whatever users put there: unreadable files are skipped and counted
+        # (data.on_bad_image: skip) or stop the run with their path (error).
+        loader = SafeImageLoader(d["on_bad_image"])
+        dataset = build_dataset(
+            d["name"], d["dir"], split, skip_transform(transform), d["download"], loader=loader
         )
+        return SubstituteBadItems(dataset)
 
     def check_available(self) -> None:
         """Build the datasets now so missing data fails before any run directory is written."""
@@ -67,6 +79,7 @@ class SSLDataModule(pl.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
+            collate_fn=collate_with_skips,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -80,7 +93,9 @@ class SSLDataModule(pl.LightningDataModule):
         """Two augmented views of a fixed validation subset, drawn once with a fixed seed."""
         d = self.cfg["data"]
         views = build_multiview_transform(d["views"], d["image_size"], self.mean, self.std)
-        subset = _fixed_subset(self._build("val", None), count, self.cfg["seed"])
+        subset = _fixed_subset(
+            self._build("val", None), count, self.cfg["seed"]
+        )
         with torch.random.fork_rng():
             torch.manual_seed(self.cfg["seed"])
             pairs = [views(subset[i][0]) for i in range(len(subset))]

@@ -23,6 +23,7 @@ from lightly.utils.scheduler import CosineWarmupScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from infossl.backbones import build_backbone
+from infossl.reliability.nonfinite import NonFiniteGuard
 
 # Modules trained by their own optimizer (or not at all) and so kept out of the main one.
 _OWN_OPTIMIZER = ("online_probe", "regularizers", "val_accuracy")
@@ -69,6 +70,10 @@ class BaseMethod(pl.LightningModule):
         else:
             self.online_probe = None
         self.regularizers = nn.ModuleList()
+        training = cfg["training"]
+        self.nonfinite_guard = NonFiniteGuard(
+            training["skip_nonfinite"], inject_at_steps=tuple(training["inject_nan_at_steps"])
+        )
 
     # ---- what a method provides -------------------------------------------------------------
     def build_projector(self) -> nn.Module:
@@ -88,7 +93,7 @@ class BaseMethod(pl.LightningModule):
         return self.backbone(images)
 
     def training_step(self, batch, batch_idx):
-        views, labels = batch
+        views, labels = batch[0], batch[1]
         # One forward per view, as solo-learn and the official CorInfoMax code do: BatchNorm
         # statistics are per view (synchronised across processes by SyncBatchNorm).
         features = [self.backbone(v) for v in views]
@@ -104,14 +109,13 @@ class BaseMethod(pl.LightningModule):
             logs.update({f"train/{regularizer.log_name}/{k}": v for k, v in reg_logs.items()})
 
         probe_loss = self._online_probe_loss(features[0].detach(), labels, logs)
+        loss = self.nonfinite_guard.maybe_inject(loss, self.global_step)
         logs["train/loss"] = loss.detach()
+        if self.nonfinite_guard.check(loss, logs, self.global_step):
+            return None  # Lightning skips backward and the optimizer step for this batch
         logs["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log_dict(logs, on_step=True, on_epoch=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
-        if hasattr(self, "nonfinite_guard") and self.nonfinite_guard.check(
-            loss, logs, self.global_step
-        ):
-            return None  # Lightning skips the optimizer step for this batch
         return loss + probe_loss
 
     def _online_probe_loss(self, features: torch.Tensor, labels: torch.Tensor, logs: dict):
@@ -127,7 +131,7 @@ class BaseMethod(pl.LightningModule):
         return probe_loss
 
     def validation_step(self, batch, batch_idx):
-        images, labels = batch
+        images, labels = batch[0], batch[1]
         if self.online_probe is None:
             return
         labelled = labels >= 0

@@ -1,0 +1,94 @@
+"""Unreadable or truncated images in folder datasets: skipped and counted, or a clear stop.
+
+Under ``skip`` the loader returns None for a bad file (a warning with the path, from the worker)
+and ``SubstituteBadItems`` serves the next readable item in its place, reporting how many bad
+files it stepped over. Substituting instead of dropping keeps every batch full, which DDP's
+all-gather needs (equal local batch sizes); the per-item counts travel inside the batch, so the
+total reaches the main process whatever the number of DataLoader workers. Under ``error`` the
+loader raises ``BadImageError`` naming the file; DataLoader re-raises it in the main process.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, default_collate
+
+
+class BadImageError(RuntimeError):
+    """An image file that cannot be decoded."""
+
+
+class Batch(NamedTuple):
+    """What every training/validation loader yields: inputs, labels, bad images dropped."""
+
+    inputs: object  # a tensor, or a list of tensors (one per view)
+    labels: torch.Tensor
+    skipped: torch.Tensor
+
+
+class SafeImageLoader:
+    def __init__(self, policy: str = "skip"):
+        if policy not in ("skip", "error"):
+            raise ValueError(f"data.on_bad_image must be skip or error, not '{policy}'")
+        self.policy = policy
+
+    def __call__(self, path: str):
+        try:
+            with open(path, "rb") as handle:
+                image = Image.open(handle)
+                image.load()  # decode now: truncated files fail here, not inside a transform
+                return image.convert("RGB")
+        except (OSError, UnidentifiedImageError, ValueError) as err:
+            if self.policy == "error":
+                raise BadImageError(
+                    f"unreadable image {path} ({err}); remove or fix it, or set "
+                    "data.on_bad_image=skip"
+                ) from err
+            warnings.warn(f"skipping unreadable image {path} ({err})", stacklevel=2)
+            return None
+
+
+class _Skip:
+    """Stands for a bad image so transforms never see None."""
+
+
+def skip_transform(transform):
+    """Wrap a transform so a None image (bad file) passes through as the skip marker."""
+
+    def apply(image):
+        if image is None:
+            return _Skip
+        return transform(image) if transform else image
+
+    return apply
+
+
+class SubstituteBadItems(Dataset):
+    """Yields (input, label, bad files stepped over) with a readable item for every index."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        n = len(self.dataset)
+        for offset in range(n):
+            item, label = self.dataset[(index + offset) % n]
+            if item is not _Skip:
+                return item, label, offset
+        raise BadImageError("no readable image left in the dataset")
+
+
+def collate_with_skips(items: list) -> Batch:
+    """Collate (input, label[, bad files stepped over]) items into a Batch."""
+    if len(items[0]) == 2:
+        inputs, labels = default_collate(items)
+        return Batch(inputs, labels, torch.zeros((), dtype=torch.long))
+    inputs, labels, skipped = default_collate(items)
+    return Batch(inputs, labels, skipped.sum())
