@@ -36,7 +36,6 @@ from infossl.losses.critics import (  # noqa: E402
     ConcatCritic,
     FLOSharedCritic,
     SeparableCritic,
-    all_pairs,
     mlp,
 )
 from infossl.losses.flo import flo  # noqa: E402
@@ -132,7 +131,7 @@ def parse_name(name: str, reg_weight: float) -> tuple[str, float]:
 
 
 def train_one(spec: RunnerSpec, cfg: RunConfig, true_mi: np.ndarray, seed: int, args, log=None):
-    """Train one estimator on the staircase; return the per-step estimates (NaN where it diverged)."""
+    """Train one estimator on the staircase; per-step estimates (NaN where it diverged)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(10_000 + seed)
     device = torch.device(args.device)

@@ -46,7 +46,7 @@ class SeparableCritic(nn.Module):
 
 
 class ConcatCritic(nn.Module):
-    """T(x, y) = MLP([x; y]) evaluated on all K^2 pairs (Poole's ``ConcatCritic``, ReMINE's critic)."""
+    """T(x, y) = MLP([x; y]) on all K^2 pairs (Poole's ``ConcatCritic``, ReMINE's critic)."""
 
     def __init__(self, x_dim, y_dim, hidden_dim=256, layers=2, out_dim=1):
         super().__init__()
@@ -82,7 +82,7 @@ class BilinearCritic(nn.Module):
 
 
 class FLOSharedCritic(nn.Module):
-    """FLO's recommended parametrisation (preprint Sec. 2, Fig. 4): one MLP on [x; y] with two heads.
+    """FLO's recommended form (preprint Sec. 2, Fig. 4): one MLP on [x; y], two heads.
 
     Returns ``(g, u)``: g is the K x K score matrix over all pairs, u the u-head on the K joint
     pairs (the diagonal), which is all the FLO loss needs.

@@ -27,7 +27,7 @@ from infossl.losses.mi_bounds import RowStats, _lme_offdiag, regularizer, row_st
 
 
 def flo_per_row(stats: RowStats, u: torch.Tensor) -> torch.Tensor:
-    """l_i for each row (shape (rows,)); ``stats`` from the g-score matrix, ``u`` from the u head."""
+    """l_i per row (shape (rows,)); ``stats`` of the g-score matrix, ``u`` of the u head."""
     u = u.reshape(-1).to(stats.diag.dtype)
     log_mean_neg = stats.offdiag_lse - math.log(stats.num_cols - 1)
     return u + torch.exp(-u + log_mean_neg - stats.diag) - 1.0

@@ -31,7 +31,7 @@ REG_DISTANCES = ("squared", "absolute")
 
 @dataclass
 class RowStats:
-    """Per-row sufficient statistics of a (block of a) K x K score matrix; each field has shape (rows,).
+    """Per-row sufficient statistics of (a row block of) a K x K score matrix; shape (rows,).
 
     ``num_cols`` is K. Rows of different processes concatenate into the statistics of the full
     matrix, which is why the SSL losses gather these instead of the scores.
@@ -60,7 +60,7 @@ class RowStats:
 def row_statistics(
     scores: torch.Tensor, diag_offset: int = 0, clip: float | None = None
 ) -> RowStats:
-    """Statistics of an (n, K) row block whose joint pair of row i sits in column ``diag_offset + i``.
+    """Statistics of an (n, K) row block whose row i has its joint pair in column diag_offset + i.
 
     For the full K x K matrix use ``diag_offset=0``. The log-sum-exps run in at least float32
     outside autocast: with scores of O(10) the exp in bf16 loses the negatives' differences.
@@ -119,7 +119,7 @@ def _finish(
     reg_distance: str,
     state: torch.Tensor | None = None,
 ) -> MIBoundOutput:
-    # Value of the surrogate = mi, gradient = that of train_objective (JS-trained bounds, MINE's EMA):
+    # Surrogate: value = mi, gradient = that of train_objective (JS-trained bounds, MINE's EMA):
     # the js + stop_gradient(nwj - js) device of Poole et al.'s js_lower_bound.
     surrogate = train_objective + (mi - train_objective).detach()
     loss = -surrogate
@@ -161,13 +161,14 @@ def mine(
     reg_target=0.0,
     reg_distance="squared",
 ) -> MIBoundOutput:
-    """MINE (Belghazi et al. 2018, Sec. 3.2): DV value, gradient of log E_Q[e^T] with a moving average
-    of E_Q[e^T] in the denominator to de-bias it.
+    """MINE (Belghazi et al. 2018, Sec. 3.2): DV value; the gradient of log E_Q[e^T] uses a moving
+    average of E_Q[e^T] in the denominator to de-bias it.
 
-    Follows SMILE's ``mine_lower_bound``: new = clamp(momentum * ema + (1 - momentum) * Z_batch, 1e-4),
-    gradient term Z_batch / new (new held constant). ``ema=None`` starts from 1.0 as SMILE does. The
-    updated average comes back in ``state``; pass it in at the next step. (SMILE's function returns
-    Z_batch instead of the new average, which makes its "EMA" one step long; we carry the average.)
+    Follows SMILE's ``mine_lower_bound``:
+    new = clamp(momentum * ema + (1 - momentum) * Z_batch, 1e-4), gradient term Z_batch / new
+    (new held constant). ``ema=None`` starts from 1.0 as SMILE does. The updated average comes
+    back in ``state``; pass it in at the next step. (SMILE's function returns Z_batch instead of
+    the new average, which makes its "EMA" one step long; we carry the average.)
     """
     st = _stats(scores)
     joint = st.diag.mean()
@@ -220,7 +221,7 @@ def nwj(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBou
 
 
 def _js_fgan(st: RowStats) -> tuple[torch.Tensor, torch.Tensor]:
-    """f-GAN JS bound (Nowozin 2016) E_P[-softplus(-T)] - E_Q[softplus(T)]; returns (bound, E_Q term)."""
+    """f-GAN JS bound (Nowozin 2016) E_P[-softplus(-T)] - E_Q[softplus(T)] -> (bound, E_Q term)."""
     k = st.num_cols
     marginal = st.offdiag_softplus.sum() / (st.diag.shape[0] * (k - 1))
     return -F.softplus(-st.diag).mean() - marginal, marginal
@@ -230,7 +231,7 @@ def js(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoun
     """Critic trained with the JS bound, MI reported with NWJ (Poole's ``js_lower_bound``).
 
     ReJS regularizes JS's marginal term E_Q[softplus(T)] (``rejs``), so that is ``log_partition``
-    here; the official code's target b is 0 on the Gaussian benchmark and 1 in the real-data scripts.
+    here; the official target b is 0 on the Gaussian benchmark, 1 in the real-data scripts.
     """
     st = _stats(scores)
     train, marginal = _js_fgan(st)
@@ -241,8 +242,9 @@ def js(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoun
 def smile(
     scores, clip: float = 5.0, reg_weight=0.0, reg_target=0.0, reg_distance="squared"
 ) -> MIBoundOutput:
-    """SMILE (Song & Ermon 2020, Eq. 17): E_P[T] - log E_Q[e^{clip(T, -tau, tau)}], critic trained with
-    the JS bound (``smile_lower_bound``). ReSMILE regularizes the *unclipped* log E_Q[e^T] (``resmile``).
+    """SMILE (Song & Ermon 2020, Eq. 17): E_P[T] - log E_Q[e^{clip(T, -tau, tau)}], critic trained
+    with the JS bound (``smile_lower_bound``). ReSMILE regularizes the *unclipped* log E_Q[e^T]
+    (``resmile``).
 
     tau = 5 is ``MINE/losses.py``'s default and one of the paper's {1, 5, inf}.
     """
@@ -268,7 +270,7 @@ ESTIMATORS: dict[str, Callable[..., MIBoundOutput]] = {
 
 
 class MIBoundLoss(torch.nn.Module):
-    """Holds an estimator's hyper-parameters and state; ``forward(scores_or_stats)`` -> MIBoundOutput.
+    """An estimator's hyper-parameters and state; ``forward(scores_or_stats)`` -> MIBoundOutput.
 
     MINE's moving average is the registered buffer ``ema`` (so it is checkpointed); it is updated
     only in training mode. Extra keyword arguments go to the estimator (``clip`` for smile,
