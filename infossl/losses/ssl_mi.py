@@ -110,3 +110,72 @@ def flo_ssl_loss(
         "log_partition": out["log_partition"],
         "neg_pmi": out["neg_pmi"],
     }
+
+
+class ReMINESSLLoss(torch.nn.Module):
+    """Holds the settings of :func:`remine_ssl_loss` and MINE's moving average (buffer ``ema``,
+    checkpointed, updated in training mode only; identical on every process since it is computed
+    from gathered statistics)."""
+
+    def __init__(
+        self,
+        estimator: str = "mine",
+        reg_weight: float = 0.0,
+        reg_target: float = 0.0,
+        reg_distance: str = "squared",
+        temperature: float = 1.0,
+        normalize: bool = False,
+        **estimator_kwargs,
+    ):
+        super().__init__()
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
+        self.estimator = estimator
+        self.kwargs = dict(
+            reg_weight=reg_weight,
+            reg_target=reg_target,
+            reg_distance=reg_distance,
+            temperature=temperature,
+            normalize=normalize,
+            **estimator_kwargs,
+        )
+        self.register_buffer("ema", torch.ones(()))
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
+        extra = {"ema": self.ema} if self.estimator == "mine" else {}
+        out = remine_ssl_loss(z1, z2, self.estimator, **self.kwargs, **extra)
+        if "state" in out and self.training:
+            self.ema.copy_(out.pop("state").detach())
+        out.pop("state", None)
+        return out
+
+
+class FLOSSLLoss(torch.nn.Module):
+    """FLO loss that owns its u head: an MLP on [h1; h2] (2 * dim -> hidden -> 1), as the official
+    ``LossFLO`` pairs a u network with the bilinear critic. Its parameters must be optimized with
+    the encoder's (they are this module's parameters)."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden_dim: int = 512,
+        temperature: float = 0.1,
+        normalize: bool = True,
+        reg_weight: float = 0.0,
+        reg_target: float = 0.0,
+        reg_distance: str = "squared",
+    ):
+        super().__init__()
+        self.u_head = torch.nn.Sequential(
+            torch.nn.Linear(2 * dim, hidden_dim), torch.nn.ReLU(), torch.nn.Linear(hidden_dim, 1)
+        )
+        self.kwargs = dict(
+            temperature=temperature,
+            normalize=normalize,
+            reg_weight=reg_weight,
+            reg_target=reg_target,
+            reg_distance=reg_distance,
+        )
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
+        return flo_ssl_loss(z1, z2, self.u_head, **self.kwargs)

@@ -8,7 +8,7 @@ from dist_harness import run_distributed
 
 from infossl.losses.flo import flo
 from infossl.losses.mi_bounds import ESTIMATORS
-from infossl.losses.ssl_mi import flo_ssl_loss, remine_ssl_loss
+from infossl.losses.ssl_mi import FLOSSLLoss, ReMINESSLLoss, flo_ssl_loss, remine_ssl_loss
 
 CASES = [
     ("infonce", {}),
@@ -84,3 +84,26 @@ def test_two_processes_match_one_process_for_every_bound_and_flo():
         if len(ref) == 5:  # u-head parameters: DDP's average of the per-process grads is exact
             for p_ref, p0, p1 in zip(ref[4], dist[0][case][4], dist[1][case][4], strict=True):
                 torch.testing.assert_close((p0 + p1) / 2, p_ref)
+
+
+def test_remine_module_carries_mine_average_like_the_function():
+    z1, z2 = _data()
+    module = ReMINESSLLoss("mine", reg_weight=1.0, temperature=0.5).double()
+    first = remine_ssl_loss(z1, z2, "mine", reg_weight=1.0, temperature=0.5)
+    module(z1, z2)
+    torch.testing.assert_close(module.ema, first["state"])
+    second = remine_ssl_loss(z1, z2, "mine", reg_weight=1.0, temperature=0.5, ema=first["state"])
+    out = module(z1, z2)
+    torch.testing.assert_close(module.ema, second["state"])
+    torch.testing.assert_close(out["loss"], second["loss"])
+    assert "ema" in module.state_dict()
+
+
+def test_flo_module_gives_gradient_to_its_u_head():
+    z1, z2 = _data()
+    module = FLOSSLLoss(dim=4, hidden_dim=8).double()
+    out = module(z1, z2)
+    out["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    ref = flo_ssl_loss(z1, z2, module.u_head, temperature=0.1)
+    torch.testing.assert_close(out["loss"], ref["loss"])
