@@ -1,0 +1,358 @@
+"""Correlated-Gaussian MI staircase (Poole et al. 2019; Song & Ermon 2020; ReMINE's experiments.py).
+
+d = 20, batch 64, Adam 5e-4, critics with two 256-unit ReLU hidden layers, true MI 2, 4, 6, 8, 10
+nats held for ``--steps-per-level`` steps each (4 000 in the papers), fresh samples every step.
+Reported per estimator x level over the last quarter of the level's steps: mean estimate, bias,
+variance and MSE against the true MI (pooled over seeds).
+
+    python benchmarks/mi_estimation.py --estimators infonce nwj mine+reg flo --critic concat \
+        --steps-per-level 4000 --seeds 0 --out runs/mi
+
+A new estimator family is one entry of ``RUNNERS``: a builder returning an nn.Module whose
+``forward(x, y)`` gives ``(loss, mi_estimate)``, with its own batch size and learning rate if the
+paper used other ones (KNIFE: batch 128, lr 1e-3). ``--merge`` combines the outputs of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._gaussian import mi_staircase, mi_to_rho, sample_correlated_gaussian  # noqa: E402
+from infossl.losses.critics import (  # noqa: E402
+    ConcatCritic,
+    FLOSharedCritic,
+    SeparableCritic,
+    mlp,
+)
+from infossl.losses.flo import flo  # noqa: E402
+from infossl.losses.mi_bounds import MIBoundLoss  # noqa: E402
+
+LEVELS = [2.0, 4.0, 6.0, 8.0, 10.0]
+
+
+@dataclass
+class RunConfig:
+    dim: int = 20
+    critic: str = "concat"
+    hidden_dim: int = 256
+    layers: int = 2
+    embed_dim: int = 32
+    reg_weight: float = 0.0
+    reg_target: float = 0.0
+    reg_distance: str = "squared"
+
+
+@dataclass
+class RunnerSpec:
+    build: Callable[[RunConfig], nn.Module]  # module: forward(x, y) -> (loss, mi_estimate)
+    batch_size: int | None = None  # None: --batch-size
+    lr: float | None = None  # None: --lr
+    regularizable: bool = True
+
+
+def make_critic(cfg: RunConfig) -> nn.Module:
+    if cfg.critic == "separable":
+        return SeparableCritic(cfg.dim, cfg.dim, cfg.hidden_dim, cfg.embed_dim, cfg.layers)
+    if cfg.critic == "concat":
+        return ConcatCritic(cfg.dim, cfg.dim, cfg.hidden_dim, cfg.layers)
+    raise ValueError(f"unknown critic {cfg.critic!r}")
+
+
+class BoundRunner(nn.Module):
+    """A critic + one of ``mi_bounds.ESTIMATORS``; TUBA adds Poole's "unnormalized" baseline
+    log a(x) (MLP, 512 hidden, 2 layers, scalar) on the row variable."""
+
+    def __init__(self, estimator: str, cfg: RunConfig, **kwargs):
+        super().__init__()
+        self.critic = make_critic(cfg)
+        self.bound = MIBoundLoss(
+            estimator, cfg.reg_weight, cfg.reg_target, cfg.reg_distance, **kwargs
+        )
+        self.baseline = mlp(cfg.dim, 512, 1, 2) if estimator == "tuba" else None
+
+    def forward(self, x, y):
+        extra = {} if self.baseline is None else {"log_baseline": self.baseline(x).squeeze(-1)}
+        out = self.bound(self.critic(x, y), **extra)
+        return out.loss, out.mi
+
+
+class FLORunner(nn.Module):
+    """FLO: concat -> one shared MLP with (g, u) heads (FLO's recommended form); separable -> the
+    separable g plus a separate u-MLP on the joint pairs (FLO's separate parametrisation)."""
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__()
+        self.shared = cfg.critic == "concat"
+        if self.shared:
+            self.net = FLOSharedCritic(cfg.dim, cfg.dim, cfg.hidden_dim, cfg.layers)
+        else:
+            self.net = make_critic(cfg)
+            self.u_net = mlp(2 * cfg.dim, cfg.hidden_dim, 1, cfg.layers)
+        self.reg = dict(
+            reg_weight=cfg.reg_weight, reg_target=cfg.reg_target, reg_distance=cfg.reg_distance
+        )
+
+    def forward(self, x, y):
+        if self.shared:
+            g, u = self.net(x, y)
+        else:
+            g, u = self.net(x, y), self.u_net(torch.cat([x, y], dim=1)).squeeze(-1)
+        out = flo(g, u, **self.reg)
+        return out["loss"], out["mi"]
+
+
+RUNNERS: dict[str, RunnerSpec] = {
+    name: RunnerSpec(lambda cfg, name=name: BoundRunner(name, cfg))
+    for name in ("infonce", "dv", "mine", "nwj", "tuba", "js", "smile")
+}
+RUNNERS["flo"] = RunnerSpec(FLORunner)
+
+
+def parse_name(name: str, reg_weight: float) -> tuple[str, float]:
+    """'mine+reg' -> ('mine', reg_weight); 'mine' -> ('mine', 0)."""
+    base, _, suffix = name.partition("+")
+    if base not in RUNNERS or suffix not in ("", "reg"):
+        raise ValueError(f"unknown estimator {name!r}; choose from {sorted(RUNNERS)} (+reg)")
+    return base, (reg_weight if suffix == "reg" else 0.0)
+
+
+def train_one(spec: RunnerSpec, cfg: RunConfig, true_mi: np.ndarray, seed: int, args, log=None):
+    """Train one estimator on the staircase; per-step estimates (NaN where it diverged)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    device = torch.device(args.device)
+    model = spec.build(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=spec.lr or args.lr)
+    batch = spec.batch_size or args.batch_size
+    estimates = np.full(len(true_mi), np.nan)
+    for step, mi in enumerate(true_mi):
+        x, y = sample_correlated_gaussian(batch, cfg.dim, mi_to_rho(cfg.dim, mi), args.cubic, gen)
+        loss, estimate = model(x.to(device), y.to(device))
+        if not torch.isfinite(loss):  # MINE/NWJ can explode; skip the update, record NaN
+            continue
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        estimates[step] = float(estimate)
+        if log is not None and step % 10 == 0:
+            log(step, estimates[step], mi)
+    return estimates
+
+
+def summarize(estimates: np.ndarray, true_mi: np.ndarray, levels, steps_per_level) -> list[dict]:
+    """Per level: stats over the last quarter of its steps; ``estimates`` is (seeds, steps)."""
+    rows = []
+    for k, level in enumerate(levels):
+        start = k * steps_per_level + (3 * steps_per_level) // 4
+        window = estimates[:, start : (k + 1) * steps_per_level].ravel()
+        ok = window[np.isfinite(window)]
+        err = ok - level
+        rows.append(
+            dict(
+                true_mi=level,
+                mean=float(ok.mean()) if ok.size else float("nan"),
+                bias=float(err.mean()) if ok.size else float("nan"),
+                variance=float(ok.var()) if ok.size else float("nan"),
+                mse=float((err**2).mean()) if ok.size else float("nan"),
+                n=int(ok.size),
+                diverged_steps=int(window.size - ok.size),
+            )
+        )
+    return rows
+
+
+def plot(traces: dict[str, np.ndarray], true_mi: np.ndarray, batch_size: int, path: Path):
+    """One panel per critic x base estimator, unregularized and +reg overlaid, EMA span 200 as in
+    the papers' figures, true MI as the black staircase, log K for InfoNCE-type bounds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({(k.split("|")[0], k.split("|")[1].split("+")[0]) for k in traces})
+    critics = sorted({c for c, _ in keys})
+    names = sorted({n for _, n in keys})
+    fig, axes = plt.subplots(
+        len(critics), len(names), figsize=(2.6 * len(names), 2.6 * len(critics)), squeeze=False
+    )
+    steps = np.arange(len(true_mi))
+    for key, est in traces.items():
+        critic, name = key.split("|")[:2]
+        ax = axes[critics.index(critic)][names.index(name.split("+")[0])]
+        color = "tab:red" if "+reg" in name else "tab:blue"
+        mean = np.nanmean(est, axis=0) if np.isfinite(est).any() else est[0]
+        ax.plot(steps, mean, color=color, alpha=0.15, lw=0.5)
+        alpha = 2.0 / (200 + 1)  # pandas ewm(span=200)
+        smooth, acc = np.empty_like(mean), np.nan
+        for i, v in enumerate(mean):
+            acc = (
+                v
+                if not np.isfinite(acc)
+                else (acc if not np.isfinite(v) else acc + alpha * (v - acc))
+            )
+            smooth[i] = acc
+        ax.plot(steps, smooth, color=color, lw=1.2, label=name)
+    for r, critic in enumerate(critics):
+        for c, name in enumerate(names):
+            ax = axes[r][c]
+            ax.plot(steps, true_mi, color="black", lw=1)
+            if name == "infonce":
+                ax.axhline(math.log(batch_size), color="gray", ls="--", lw=0.8)
+            ax.set_ylim(0, max(true_mi) + 4)
+            ax.set_title(f"{name} ({critic})", fontsize=9)
+            ax.legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown_table(results: list[dict]) -> str:
+    lines = [
+        "| critic | estimator | true MI | mean | bias | variance | MSE | diverged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['critic']} | {r['estimator']} | {r['true_mi']:.0f} | {r['mean']:.3f} | "
+            f"{r['bias']:+.3f} | {r['variance']:.3f} | {r['mse']:.3f} | {r['diverged_steps']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, results, traces, true_mi, meta):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mi_estimation.json").write_text(json.dumps({**meta, "results": results}, indent=1))
+    np.savez_compressed(out / "traces.npz", true_mi=true_mi, **traces)
+    plot(traces, true_mi, meta["batch_size"], out / "mi_estimation.png")
+
+
+def merge(dirs: list[str], out: Path):
+    results, traces, metas = [], {}, []
+    for d in dirs:
+        meta = json.loads((Path(d) / "mi_estimation.json").read_text())
+        results += meta.pop("results")
+        metas.append(meta)
+        with np.load(Path(d) / "traces.npz") as z:
+            true_mi = z["true_mi"]
+            traces.update({k: z[k] for k in z.files if k != "true_mi"})
+    meta = {**metas[0], "merged_from": metas}
+    write_outputs(out, results, traces, true_mi, meta)
+    print(markdown_table(results))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--estimators", nargs="+", default=["infonce", "nwj", "mine", "flo"])
+    p.add_argument(
+        "--reg-weight",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="lambda for '+reg' names (ReMINE experiments.py: 1.0); several -> one run each",
+    )
+    p.add_argument("--reg-target", type=float, default=0.0, help="C (ReMINE code: 0)")
+    p.add_argument("--reg-distance", default="squared", choices=["squared", "absolute"])
+    p.add_argument("--critic", nargs="+", default=["concat"], choices=["separable", "concat"])
+    p.add_argument("--cubic", action="store_true")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--steps-per-level", type=int, default=4000)
+    p.add_argument("--levels", type=float, nargs="+", default=LEVELS)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--dim", type=int, default=20)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-tensorboard", action="store_true")
+    p.add_argument("--merge", nargs="+", help="combine the --out dirs of earlier runs into --out")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
+    torch.set_num_threads(args.threads)
+    from tqdm import tqdm
+
+    true_mi = mi_staircase(args.levels, args.steps_per_level)
+    jobs = []
+    for name in args.estimators:
+        for lam in args.reg_weight if name.endswith("+reg") else [0.0]:
+            base, _ = parse_name(name, lam)
+            label = name if len(args.reg_weight) == 1 or lam == 0 else f"{name}{lam:g}"
+            jobs += [(critic, label, base, lam) for critic in args.critic]
+    writer_cls = None
+    if not args.no_tensorboard:
+        from torch.utils.tensorboard import SummaryWriter as writer_cls
+    results, traces, seconds = [], {}, {}
+    for critic, label, base, lam in jobs:
+        cfg = RunConfig(
+            dim=args.dim,
+            critic=critic,
+            reg_weight=lam,
+            reg_target=args.reg_target,
+            reg_distance=args.reg_distance,
+        )
+        spec = RUNNERS[base]
+        runs, t0 = [], time.time()
+        for seed in args.seeds:
+            writer = (
+                writer_cls(str(args.out / "tb" / critic / label / f"seed{seed}"))
+                if writer_cls
+                else None
+            )
+            bar = tqdm(total=len(true_mi), desc=f"{critic}/{label}/s{seed}", mininterval=5)
+
+            def log(step, est, mi, writer=writer, bar=bar):
+                bar.update(10)
+                if writer is not None:
+                    writer.add_scalar("mi/estimate", est, step)
+                    writer.add_scalar("mi/true", mi, step)
+
+            runs.append(train_one(spec, cfg, true_mi, seed, args, log))
+            bar.close()
+            if writer is not None:
+                writer.close()
+        est = np.stack(runs)
+        key = f"{critic}|{label}"
+        traces[key], seconds[key] = est, time.time() - t0
+        for row in summarize(est, true_mi, args.levels, args.steps_per_level):
+            results.append(
+                dict(
+                    critic=critic,
+                    estimator=label,
+                    reg_weight=lam,
+                    reg_target=args.reg_target if lam else None,
+                    **row,
+                )
+            )
+    meta = dict(
+        command=" ".join(sys.argv),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        dim=args.dim,
+        steps_per_level=args.steps_per_level,
+        levels=args.levels,
+        seeds=args.seeds,
+        cubic=args.cubic,
+        device=args.device,
+        seconds=seconds,
+    )
+    write_outputs(args.out, results, traces, true_mi, meta)
+    print(markdown_table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

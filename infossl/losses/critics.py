@@ -1,0 +1,103 @@
+"""Critics T(x, y) that score all K x K pairs of a batch: ``scores[i, j] = T(x_i, y_j)``.
+
+The diagonal holds the joint pairs. Poole et al.'s notebook transposes one of its two critics
+(``SeparableCritic`` returns f(x_j, y_i)); here every critic uses the same (row = x) order, so a
+per-row baseline (TUBA) is always a function of x.
+
+``layers`` counts hidden layers, as in Poole's TF ``mlp`` (``layers=2`` -> two 256-unit ReLU
+layers). SMILE's PyTorch ``mlp`` builds one more hidden layer for the same argument. Weights use
+PyTorch's default init (SMILE's PyTorch code), not TF's ``random_normal``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int) -> nn.Sequential:
+    """``layers`` hidden ReLU layers of ``hidden_dim`` units, then a linear output."""
+    mods: list[nn.Module] = []
+    d = in_dim
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden_dim), nn.ReLU()]
+        d = hidden_dim
+    mods.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*mods)
+
+
+def all_pairs(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(n, dx), (m, dy) -> (n, m, dx + dy) with entry [i, j] = [x_i; y_j]."""
+    n, m = x.shape[0], y.shape[0]
+    return torch.cat([x[:, None].expand(n, m, -1), y[None].expand(n, m, -1)], dim=-1)
+
+
+class SeparableCritic(nn.Module):
+    """T(x, y) = g(x)^T h(y) with two MLPs (Poole et al.; embed_dim 32 in the benchmark)."""
+
+    def __init__(self, x_dim, y_dim, hidden_dim=256, embed_dim=32, layers=2):
+        super().__init__()
+        self.g = mlp(x_dim, hidden_dim, embed_dim, layers)
+        self.h = mlp(y_dim, hidden_dim, embed_dim, layers)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.g(x) @ self.h(y).T
+
+
+class ConcatCritic(nn.Module):
+    """T(x, y) = MLP([x; y]) on all K^2 pairs (Poole's ``ConcatCritic``, ReMINE's critic)."""
+
+    def __init__(self, x_dim, y_dim, hidden_dim=256, layers=2, out_dim=1):
+        super().__init__()
+        self.f = mlp(x_dim + y_dim, hidden_dim, out_dim, layers)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.f(all_pairs(x, y)).squeeze(-1)
+
+
+class BilinearCritic(nn.Module):
+    """T(x, y) = <h(x), h~(y)> / temperature with h, h~ on the unit sphere (FLO's bilinear critic).
+
+    ``x_net`` / ``y_net`` default to identity (the inputs are already embeddings). With
+    ``normalize=False`` it is the plain inner product ReMINE's contrastive benchmark uses.
+    """
+
+    def __init__(self, temperature=0.1, normalize=True, x_net=None, y_net=None):
+        super().__init__()
+        self.temperature = temperature
+        self.normalize = normalize
+        self.x_net = x_net if x_net is not None else nn.Identity()
+        self.y_net = y_net if y_net is not None else nn.Identity()
+
+    def embed(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        hx, hy = self.x_net(x), self.y_net(y)
+        if self.normalize:
+            hx, hy = F.normalize(hx, dim=-1), F.normalize(hy, dim=-1)
+        return hx, hy
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        hx, hy = self.embed(x, y)
+        return hx @ hy.T / self.temperature
+
+
+class FLOSharedCritic(nn.Module):
+    """FLO's recommended form (preprint Sec. 2, Fig. 4): one MLP on [x; y], two heads.
+
+    Returns ``(g, u)``: g is the K x K score matrix over all pairs, u the u-head on the K joint
+    pairs (the diagonal), which is all the FLO loss needs.
+    """
+
+    def __init__(self, x_dim, y_dim, hidden_dim=256, layers=2):
+        super().__init__()
+        self.f = mlp(x_dim + y_dim, hidden_dim, 2, layers)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.f(all_pairs(x, y))  # (K, K, 2)
+        g = out[..., 0]
+        u = out[..., 1].diagonal()
+        return g, u
+
+    def u(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """u(x_i, y_i) for aligned pairs only (cheap: K evaluations)."""
+        return self.f(torch.cat([x, y], dim=-1))[..., 1]

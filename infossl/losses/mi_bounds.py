@@ -1,0 +1,310 @@
+"""Variational lower bounds on mutual information, with the ReMINE regularizer.
+
+Every estimator reads a critic score matrix ``scores[i, j] = T(x_i, y_j)``: the diagonal holds the
+joint pairs (samples of P = p(x, y)), the K(K-1) off-diagonal entries the product of marginals
+(Q = p(x)p(y)), as in Poole et al. 2019 (``vbmi_demo.ipynb``) and Song & Ermon 2020
+(``smile-mi-estimator/estimators.py``).
+
+All estimators need only four per-row statistics of that matrix (:class:`RowStats`): the diagonal
+score, the off-diagonal log-sum-exp (optionally of clipped scores) and the off-diagonal sum of
+softplus. Reducing to them first lets ``ssl_mi.py`` score only its local rows against the global
+batch, gather these K-vectors with ``gather_cat`` and still compute *exactly* the 1-process value.
+
+ReMINE (Choi & Lee, UAI 2022; official ``Deconstructing-MINE``): the loss becomes
+``-objective + lambda * d(log_partition, C)``; the regularizer only shapes the gradient, and the
+reported ``mi`` stays the unregularized estimate (``experiments.py: imine_lower_bound`` returns
+``mi - reg + stop_gradient(reg)``; here ``loss``'s *value* is ``-mi + reg`` so that the number one
+minimizes is visible, its gradient is the same).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+REG_DISTANCES = ("squared", "absolute")
+
+
+@dataclass
+class RowStats:
+    """Per-row sufficient statistics of (a row block of) a K x K score matrix; shape (rows,).
+
+    ``num_cols`` is K. Rows of different processes concatenate into the statistics of the full
+    matrix, which is why the SSL losses gather these instead of the scores.
+    """
+
+    diag: torch.Tensor  # T(x_i, y_i)
+    offdiag_lse: torch.Tensor  # logsumexp_{j != i} T(x_i, y_j)
+    offdiag_softplus: torch.Tensor  # sum_{j != i} softplus(T(x_i, y_j)), for the JS bound
+    clipped_offdiag_lse: torch.Tensor | None  # logsumexp_{j != i} clip(T_ij, -tau, tau) (SMILE)
+    clip: float | None
+    num_cols: int
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> RowStats:
+        """Apply ``fn`` (e.g. gather_cat) to every tensor field."""
+        c = self.clipped_offdiag_lse
+        return RowStats(
+            fn(self.diag),
+            fn(self.offdiag_lse),
+            fn(self.offdiag_softplus),
+            None if c is None else fn(c),
+            self.clip,
+            self.num_cols,
+        )
+
+
+def row_statistics(
+    scores: torch.Tensor, diag_offset: int = 0, clip: float | None = None
+) -> RowStats:
+    """Statistics of an (n, K) row block whose row i has its joint pair in column diag_offset + i.
+
+    For the full K x K matrix use ``diag_offset=0``. The log-sum-exps run in at least float32
+    outside autocast: with scores of O(10) the exp in bf16 loses the negatives' differences.
+    """
+    with torch.autocast(device_type=scores.device.type, enabled=False):
+        s = scores.to(torch.promote_types(scores.dtype, torch.float32))
+        n, k = s.shape
+        rows = torch.arange(n, device=s.device)
+        joint_mask = F.one_hot(rows + diag_offset, k).bool()
+        diag = s[rows, rows + diag_offset]
+        offdiag_lse = torch.logsumexp(s.masked_fill(joint_mask, float("-inf")), dim=1)
+        offdiag_softplus = F.softplus(s).masked_fill(joint_mask, 0.0).sum(dim=1)
+        clipped = None
+        if clip is not None:
+            sc = s.clamp(-clip, clip).masked_fill(joint_mask, float("-inf"))
+            clipped = torch.logsumexp(sc, dim=1)
+    return RowStats(diag, offdiag_lse, offdiag_softplus, clipped, clip, k)
+
+
+@dataclass
+class MIBoundOutput:
+    loss: torch.Tensor  # minimize this: -training objective + lambda * d(log_partition, C)
+    mi: torch.Tensor  # unregularized MI estimate (detached)
+    joint_term: torch.Tensor  # E_P[T] (detached)
+    log_partition: torch.Tensor  # the term ReMINE regularizes for this estimator (detached)
+    state: torch.Tensor | None = None  # MINE's updated moving average, else None
+
+
+def _stats(scores: torch.Tensor | RowStats, clip: float | None = None) -> RowStats:
+    return scores if isinstance(scores, RowStats) else row_statistics(scores, clip=clip)
+
+
+def _lme_offdiag(lse_rows: torch.Tensor, k: int) -> torch.Tensor:
+    """log mean exp over all K(K-1) off-diagonal entries, from the per-row log-sum-exps."""
+    return torch.logsumexp(lse_rows, dim=0) - math.log(lse_rows.shape[0] * (k - 1))
+
+
+def regularizer(
+    log_partition: torch.Tensor, reg_weight: float, reg_target: float, reg_distance: str
+) -> torch.Tensor:
+    """lambda * d(log_partition, C): ReMINE's d is squared L2 (``_l2_distance``), L1 optional."""
+    if reg_distance == "squared":
+        return reg_weight * (log_partition - reg_target) ** 2
+    if reg_distance == "absolute":
+        return reg_weight * (log_partition - reg_target).abs()
+    raise ValueError(f"reg_distance must be one of {REG_DISTANCES}, got {reg_distance!r}")
+
+
+def _finish(
+    train_objective: torch.Tensor,
+    mi: torch.Tensor,
+    joint_term: torch.Tensor,
+    log_partition: torch.Tensor,
+    reg_weight: float,
+    reg_target: float,
+    reg_distance: str,
+    state: torch.Tensor | None = None,
+) -> MIBoundOutput:
+    # Surrogate: value = mi, gradient = that of train_objective (JS-trained bounds, MINE's EMA):
+    # the js + stop_gradient(nwj - js) device of Poole et al.'s js_lower_bound.
+    surrogate = train_objective + (mi - train_objective).detach()
+    loss = -surrogate
+    if reg_weight != 0.0:
+        loss = loss + regularizer(log_partition, reg_weight, reg_target, reg_distance)
+    return MIBoundOutput(loss, mi.detach(), joint_term.detach(), log_partition.detach(), state)
+
+
+def infonce(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoundOutput:
+    """InfoNCE (van den Oord 2018): mean_i [T_ii - log (1/K) sum_j e^{T_ij}], <= log K.
+
+    The row sum includes the positive (Poole's ``infonce_lower_bound``). ReInfoNCE regularizes the
+    mean row-wise log-mean-exp (``experiments_self_contrastive.py: _infonce``; there over the
+    off-diagonal row, here over the full row our bound uses).
+    """
+    st = _stats(scores)
+    row_lme = torch.logaddexp(st.offdiag_lse, st.diag) - math.log(st.num_cols)
+    joint = st.diag.mean()
+    log_partition = row_lme.mean()
+    mi = joint - log_partition
+    return _finish(mi, mi, joint, log_partition, reg_weight, reg_target, reg_distance)
+
+
+def dv(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoundOutput:
+    """Donsker-Varadhan: E_P[T] - log E_Q[e^T] with the in-batch E_Q (ReMINE's ``mine_lower_bound``,
+    SMILE's ``dv_upper_lower_bound``); regularized it is ReMINE (``imine_lower_bound``)."""
+    st = _stats(scores)
+    joint = st.diag.mean()
+    log_partition = _lme_offdiag(st.offdiag_lse, st.num_cols)
+    mi = joint - log_partition
+    return _finish(mi, mi, joint, log_partition, reg_weight, reg_target, reg_distance)
+
+
+def mine(
+    scores,
+    ema: torch.Tensor | None = None,
+    momentum: float = 0.9,
+    reg_weight=0.0,
+    reg_target=0.0,
+    reg_distance="squared",
+) -> MIBoundOutput:
+    """MINE (Belghazi et al. 2018, Sec. 3.2): DV value; the gradient of log E_Q[e^T] uses a moving
+    average of E_Q[e^T] in the denominator to de-bias it.
+
+    Follows SMILE's ``mine_lower_bound``:
+    new = clamp(momentum * ema + (1 - momentum) * Z_batch, 1e-4), gradient term Z_batch / new
+    (new held constant). ``ema=None`` starts from 1.0 as SMILE does. The updated average comes
+    back in ``state``; pass it in at the next step. (SMILE's function returns Z_batch instead of
+    the new average, which makes its "EMA" one step long; we carry the average.)
+    """
+    st = _stats(scores)
+    joint = st.diag.mean()
+    log_partition = _lme_offdiag(st.offdiag_lse, st.num_cols)
+    mi = joint - log_partition
+    z_batch = log_partition.exp()
+    if ema is None:
+        ema = torch.ones((), dtype=z_batch.dtype, device=z_batch.device)
+    new_ema = (momentum * ema.to(z_batch) + (1 - momentum) * z_batch.detach()).clamp(min=1e-4)
+    train = joint - z_batch / new_ema
+    return _finish(train, mi, joint, log_partition, reg_weight, reg_target, reg_distance, new_ema)
+
+
+def tuba(
+    scores,
+    log_baseline: torch.Tensor | None = None,
+    reg_weight=0.0,
+    reg_target=0.0,
+    reg_distance="squared",
+) -> MIBoundOutput:
+    """TUBA (Poole et al. 2019, Eq. 8): 1 + E_P[T - log a] - E_Q[e^{T - log a}].
+
+    ``log_baseline`` is log a(x_i) for row i (shape (rows,)); None means a = 1 (ReMINE's ``tuba``).
+    Poole's benchmark uses the "unnormalized" baseline, a 512-unit MLP of the row variable
+    (``BASELINES['unnormalized']``); the benchmark builds it. The regularizer acts on
+    log E_Q[e^{T - log a}], the log-partition of the effective critic (ReTUBA with a = 1).
+    """
+    st = _stats(scores)
+    diag, lse = st.diag, st.offdiag_lse
+    if log_baseline is not None:
+        diag, lse = diag - log_baseline, lse - log_baseline
+    joint = diag.mean()
+    log_partition = _lme_offdiag(lse, st.num_cols)
+    mi = 1.0 + joint - log_partition.exp()
+    return _finish(mi, mi, joint, log_partition, reg_weight, reg_target, reg_distance)
+
+
+def nwj(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoundOutput:
+    """NWJ (Nguyen et al. 2010) = TUBA with a = e: E_P[T] - E_Q[e^{T-1}].
+
+    ReNWJ regularizes log E_Q[e^T] of the raw scores (``renwj``: ``reg_marginal`` from a_y = 1).
+    At NWJ's optimum log E_Q[e^T] = 1, so the poster's d(E_Q[e^{T-1}], 1) is ``reg_target=1`` here;
+    the official code's target is 0.
+    """
+    st = _stats(scores)
+    joint = st.diag.mean()
+    log_partition = _lme_offdiag(st.offdiag_lse, st.num_cols)
+    mi = joint - (log_partition - 1.0).exp()
+    return _finish(mi, mi, joint, log_partition, reg_weight, reg_target, reg_distance)
+
+
+def _js_fgan(st: RowStats) -> tuple[torch.Tensor, torch.Tensor]:
+    """f-GAN JS bound (Nowozin 2016) E_P[-softplus(-T)] - E_Q[softplus(T)] -> (bound, E_Q term)."""
+    k = st.num_cols
+    marginal = st.offdiag_softplus.sum() / (st.diag.shape[0] * (k - 1))
+    return -F.softplus(-st.diag).mean() - marginal, marginal
+
+
+def js(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoundOutput:
+    """Critic trained with the JS bound, MI reported with NWJ (Poole's ``js_lower_bound``).
+
+    ReJS regularizes JS's marginal term E_Q[softplus(T)] (``rejs``), so that is ``log_partition``
+    here; the official target b is 0 on the Gaussian benchmark, 1 in the real-data scripts.
+    """
+    st = _stats(scores)
+    train, marginal = _js_fgan(st)
+    nwj_value = st.diag.mean() - (_lme_offdiag(st.offdiag_lse, st.num_cols) - 1.0).exp()
+    return _finish(train, nwj_value, st.diag.mean(), marginal, reg_weight, reg_target, reg_distance)
+
+
+def smile(
+    scores, clip: float = 5.0, reg_weight=0.0, reg_target=0.0, reg_distance="squared"
+) -> MIBoundOutput:
+    """SMILE (Song & Ermon 2020, Eq. 17): E_P[T] - log E_Q[e^{clip(T, -tau, tau)}], critic trained
+    with the JS bound (``smile_lower_bound``). ReSMILE regularizes the *unclipped* log E_Q[e^T]
+    (``resmile``).
+
+    tau = 5 is ``MINE/losses.py``'s default and one of the paper's {1, 5, inf}.
+    """
+    st = scores if isinstance(scores, RowStats) else row_statistics(scores, clip=clip)
+    if st.clip != clip:
+        raise ValueError(f"row statistics were clipped at {st.clip}, smile asked for {clip}")
+    train, _ = _js_fgan(st)
+    joint = st.diag.mean()
+    mi = joint - _lme_offdiag(st.clipped_offdiag_lse, st.num_cols)
+    log_partition = _lme_offdiag(st.offdiag_lse, st.num_cols)
+    return _finish(train, mi, joint, log_partition, reg_weight, reg_target, reg_distance)
+
+
+ESTIMATORS: dict[str, Callable[..., MIBoundOutput]] = {
+    "infonce": infonce,
+    "dv": dv,
+    "mine": mine,
+    "nwj": nwj,
+    "tuba": tuba,
+    "js": js,
+    "smile": smile,
+}
+
+
+class MIBoundLoss(torch.nn.Module):
+    """An estimator's hyper-parameters and state; ``forward(scores_or_stats)`` -> MIBoundOutput.
+
+    MINE's moving average is the registered buffer ``ema`` (so it is checkpointed); it is updated
+    only in training mode. Extra keyword arguments go to the estimator (``clip`` for smile,
+    ``momentum`` for mine); ``log_baseline`` for tuba is a forward argument.
+    """
+
+    def __init__(
+        self,
+        estimator: str,
+        reg_weight: float = 0.0,
+        reg_target: float = 0.0,
+        reg_distance: str = "squared",
+        **estimator_kwargs,
+    ):
+        super().__init__()
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
+        if reg_distance not in REG_DISTANCES:
+            raise ValueError(f"reg_distance must be one of {REG_DISTANCES}")
+        self.estimator = estimator
+        self.reg = dict(reg_weight=reg_weight, reg_target=reg_target, reg_distance=reg_distance)
+        self.estimator_kwargs = estimator_kwargs
+        self.register_buffer("ema", torch.ones(()))
+
+    @property
+    def clip(self) -> float | None:
+        """Clip level the row statistics must be computed with (SMILE), else None."""
+        return self.estimator_kwargs.get("clip", 5.0) if self.estimator == "smile" else None
+
+    def forward(self, scores: torch.Tensor | RowStats, **kwargs) -> MIBoundOutput:
+        fn = ESTIMATORS[self.estimator]
+        if self.estimator == "mine":
+            kwargs["ema"] = self.ema
+        out = fn(scores, **self.estimator_kwargs, **kwargs, **self.reg)
+        if out.state is not None and self.training:
+            self.ema.copy_(out.state.detach())
+        return out

@@ -1,0 +1,181 @@
+"""MI bounds as self-supervised losses on two views, with negatives from every process.
+
+Each process scores its n local rows (view-1 embeddings) against the N = world * n gathered view-2
+embeddings; row i's positive is column ``rank * n + i``. The bounds need only per-row statistics
+(``mi_bounds.RowStats``: diagonal score, off-diagonal log-sum-exp, softplus sum), so those n-vectors
+are gathered with ``gather_cat`` and every process then evaluates the *same* global loss as one
+process would on the whole batch. Gradient convention (``tests/test_distributed.py``): each
+process's gradient w.r.t. its local rows is world_size x the 1-process gradient, which DDP's
+averaging turns back into exactly the 1-process gradient.
+
+Like the official codes, this uses view 1 as rows only (ReMINE's ``_masked_dot_products`` scores
+one set of embeddings; FLO's ``LossFLO`` takes ``feat1 @ feat2.T``); symmetrise in the method if
+wanted by calling twice with the views swapped.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from infossl.distributed import gather_cat, rank
+from infossl.losses.flo import flo_from_rows, flo_per_row
+from infossl.losses.mi_bounds import ESTIMATORS, row_statistics
+
+
+def _local_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float, normalize: bool):
+    """(n, N) scores of local view-1 rows vs gathered view-2, in float32+ outside autocast."""
+    with torch.autocast(device_type=z1.device.type, enabled=False):
+        dtype = torch.promote_types(z1.dtype, torch.float32)
+        a, b = z1.to(dtype), gather_cat(z2).to(dtype)
+        if normalize:
+            a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+        return a @ b.T / temperature, a
+
+
+def remine_ssl_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    estimator: str = "mine",
+    reg_weight: float = 0.0,
+    reg_target: float = 0.0,
+    reg_distance: str = "squared",
+    temperature: float = 1.0,
+    normalize: bool = False,
+    **estimator_kwargs,
+) -> dict[str, torch.Tensor]:
+    """ReMINE-regularized MI bound between two views with critic T(x1, x2) = <f(x1), f(x2)> / t.
+
+    Defaults follow ReMINE's contrastive benchmark (``experiments_self_contrastive.py``): the raw
+    inner product of *unnormalized* 512-d ResNet features, scale 1 (``torch.matmul(logits,
+    logits.T)``). ``normalize=True`` with a temperature gives the SimCLR-style cosine critic.
+    ``estimator_kwargs`` go to the estimator: ``clip`` (smile), ``ema`` and ``momentum`` (mine: pass
+    the state returned as ``state`` at the previous step, or use ``MIBoundLoss``'s buffer).
+
+    Returns ``loss``, ``mi_estimate``, ``joint_term``, ``log_partition`` (and ``state`` for mine).
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
+    scores, _ = _local_scores(z1, z2, temperature, normalize)
+    clip = estimator_kwargs.get("clip", 5.0) if estimator == "smile" else None
+    local = row_statistics(scores, diag_offset=rank() * z1.shape[0], clip=clip)
+    stats = local.map(gather_cat)  # statistics of the full N x N matrix, on every process
+    out = ESTIMATORS[estimator](
+        stats,
+        reg_weight=reg_weight,
+        reg_target=reg_target,
+        reg_distance=reg_distance,
+        **estimator_kwargs,
+    )
+    result = {
+        "loss": out.loss,
+        "mi_estimate": out.mi,
+        "joint_term": out.joint_term,
+        "log_partition": out.log_partition,
+    }
+    if out.state is not None:
+        result["state"] = out.state
+    return result
+
+
+def flo_ssl_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    u_head: torch.nn.Module,
+    temperature: float = 0.1,
+    normalize: bool = True,
+    reg_weight: float = 0.0,
+    reg_target: float = 0.0,
+    reg_distance: str = "squared",
+) -> dict[str, torch.Tensor]:
+    """FLO with FLO's bilinear critic g_ij = <h1_i, h2_j> / t (unit-norm h when ``normalize``) and
+    u_i = u_head([h1_i; h2_i]) on the positive pairs (``LossFLO``: u of the (feat1, feat2) pair).
+
+    ``u_head`` maps (n, 2D) -> (n,) or (n, 1). Returns ``loss``, ``mi_estimate``, ``joint_term``,
+    ``log_partition`` and ``neg_pmi`` (mean u).
+    """
+    n = z1.shape[0]
+    scores, h1 = _local_scores(z1, z2, temperature, normalize)
+    h2 = F.normalize(z2.to(h1.dtype), dim=1) if normalize else z2.to(h1.dtype)
+    u_local = u_head(torch.cat([h1, h2], dim=1)).reshape(-1)
+    local = row_statistics(scores, diag_offset=rank() * n)
+    per_row = gather_cat(flo_per_row(local, u_local))
+    out = flo_from_rows(
+        per_row, local.map(gather_cat), gather_cat(u_local), reg_weight, reg_target, reg_distance
+    )
+    return {
+        "loss": out["loss"],
+        "mi_estimate": out["mi"],
+        "joint_term": out["joint_term"],
+        "log_partition": out["log_partition"],
+        "neg_pmi": out["neg_pmi"],
+    }
+
+
+class ReMINESSLLoss(torch.nn.Module):
+    """Holds the settings of :func:`remine_ssl_loss` and MINE's moving average (buffer ``ema``,
+    checkpointed, updated in training mode only; identical on every process since it is computed
+    from gathered statistics)."""
+
+    def __init__(
+        self,
+        estimator: str = "mine",
+        reg_weight: float = 0.0,
+        reg_target: float = 0.0,
+        reg_distance: str = "squared",
+        temperature: float = 1.0,
+        normalize: bool = False,
+        **estimator_kwargs,
+    ):
+        super().__init__()
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
+        self.estimator = estimator
+        self.kwargs = dict(
+            reg_weight=reg_weight,
+            reg_target=reg_target,
+            reg_distance=reg_distance,
+            temperature=temperature,
+            normalize=normalize,
+            **estimator_kwargs,
+        )
+        self.register_buffer("ema", torch.ones(()))
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
+        extra = {"ema": self.ema} if self.estimator == "mine" else {}
+        out = remine_ssl_loss(z1, z2, self.estimator, **self.kwargs, **extra)
+        if "state" in out and self.training:
+            self.ema.copy_(out.pop("state").detach())
+        out.pop("state", None)
+        return out
+
+
+class FLOSSLLoss(torch.nn.Module):
+    """FLO loss that owns its u head: an MLP on [h1; h2] (2 * dim -> hidden -> 1), as the official
+    ``LossFLO`` pairs a u network with the bilinear critic. Its parameters must be optimized with
+    the encoder's (they are this module's parameters)."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden_dim: int = 512,
+        temperature: float = 0.1,
+        normalize: bool = True,
+        reg_weight: float = 0.0,
+        reg_target: float = 0.0,
+        reg_distance: str = "squared",
+    ):
+        super().__init__()
+        self.u_head = torch.nn.Sequential(
+            torch.nn.Linear(2 * dim, hidden_dim), torch.nn.ReLU(), torch.nn.Linear(hidden_dim, 1)
+        )
+        self.kwargs = dict(
+            temperature=temperature,
+            normalize=normalize,
+            reg_weight=reg_weight,
+            reg_target=reg_target,
+            reg_distance=reg_distance,
+        )
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
+        return flo_ssl_loss(z1, z2, self.u_head, **self.kwargs)
