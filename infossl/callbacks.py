@@ -69,6 +69,21 @@ class Throughput(pl.Callback):
         self._last = now
 
 
+class LastCheckpointEveryEpoch(pl.Callback):
+    """Write ``last.ckpt`` at the end of every training epoch (after validation).
+
+    Lightning 2.6's ModelCheckpoint writes ``last`` only when it also saved a top-k checkpoint
+    in that step (or at train end), so with numbered checkpoints every N epochs ``last.ckpt``
+    would lag up to N epochs behind; a crash would then lose them.
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)
+
+
 class StopAfterEpoch(pl.Callback):
     """End this invocation after ``epoch`` epochs while the schedule still spans all epochs;
     ``--resume auto`` continues exactly where it stopped."""

@@ -17,7 +17,13 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from infossl import config as C
-from infossl.callbacks import BadImageCounter, RNGStateCheckpoint, StopAfterEpoch, Throughput
+from infossl.callbacks import (
+    BadImageCounter,
+    LastCheckpointEveryEpoch,
+    RNGStateCheckpoint,
+    StopAfterEpoch,
+    Throughput,
+)
 from infossl.cli import UserError
 from infossl.data.datamodule import SSLDataModule
 from infossl.methods import METHODS
@@ -95,7 +101,11 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
                 )
     else:
         if req.method is None:
-            raise UserError(f"no run to resume in {run_dir}; a new run needs --method")
+            raise UserError(
+                f"no run to resume in {run_dir}; start one with --method"
+                if req.resume
+                else "--method is required for a new run (e.g. --method infonce)"
+            )
         cfg = C.default_config(req.method, data)
     if req.config:
         cfg = C.merge_file(cfg, req.config)
@@ -104,15 +114,6 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
     cfg = C.resolve_views(cfg)
     C.validate(cfg)
     return ResolvedRun(cfg, run_dir, checkpoint, resuming_dir)
-
-
-class LastCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` after every epoch, independent of the periodic numbered checkpoints (a
-    second ModelCheckpoint needs its own state key to be saved alongside the first)."""
-
-    @property
-    def state_key(self) -> str:
-        return "LastCheckpoint"
 
 
 def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
@@ -125,9 +126,7 @@ def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
         save_last=False,
     )
     # last.ckpt after every epoch, the numbered ones every checkpoint.every_n_epochs.
-    last = LastCheckpoint(
-        dirpath=checkpoint_dir(run_dir), save_top_k=0, save_last=True, every_n_epochs=1
-    )
+    last = LastCheckpointEveryEpoch(checkpoint_dir(run_dir) / "last.ckpt")
     callbacks = [
         checkpoints,
         last,

@@ -23,11 +23,20 @@ BASE = ["--method", "infonce", "--data", "digits", *TINY, "diagnostics.every_n_e
 
 
 def _popen(run_dir, name, *args):
-    cmd = [sys.executable, str(ROOT / "train.py"), "--run-dir", str(run_dir), "--name", name,
-           *BASE, *args]
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "--run-dir",
+        str(run_dir),
+        "--name",
+        name,
+        *BASE,
+        *args,
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for(process, pattern, timeout=240):
@@ -35,7 +44,8 @@ def _wait_for(process, pattern, timeout=240):
     seen = []
     thread = threading.Thread(
         target=lambda: [seen.append(c) for c in iter(lambda: process.stdout.read(32), "")],
-        daemon=True)
+        daemon=True,
+    )
     thread.start()
     deadline = time.time() + timeout
     while not re.search(pattern, "".join(seen)):
@@ -83,24 +93,35 @@ def test_sigkill_while_saving_leaves_the_previous_checkpoint_loadable(tmp_path):
     from infossl.reliability.checkpoint_io import atomic_torch_save
 
     atomic_torch_save({"state_dict": {"w": torch.zeros(3)}, "global_step": 1}, path)
-    process = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, str(path)], cwd=ROOT,
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SAVE, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "writing"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     checkpoint = load_checkpoint_safely(path)
-    assert checkpoint["global_step"] == 1 and torch.equal(checkpoint["state_dict"]["w"],
-                                                           torch.zeros(3))
+    assert checkpoint["global_step"] == 1 and torch.equal(
+        checkpoint["state_dict"]["w"], torch.zeros(3)
+    )
     assert list(tmp_path.glob(".last.ckpt.*.tmp"))  # the torn write went to a temporary file
 
 
 def test_corrupted_newest_checkpoint_falls_back_with_a_warning(tmp_path):
-    first = train(tmp_path, "fb", *BASE[4:], "--epochs", "2", "checkpoint.every_n_epochs=1",
-                  "trainer.stop_after_epoch=2")
+    first = train(
+        tmp_path,
+        "fb",
+        "--method",
+        "infonce",
+        "--epochs",
+        "3",
+        "checkpoint.every_n_epochs=1",
+        "trainer.stop_after_epoch=2",
+        "diagnostics.every_n_epochs=0",
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     last = tmp_path / "fb" / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:5000])  # truncated, as a full disk would leave it
-    resumed = train(tmp_path, "fb", "--epochs", "3", "--resume", "auto")
+    resumed = train(tmp_path, "fb", "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert re.search(r"last\.ckpt is unreadable.*resuming from .*epoch=001\.ckpt", resumed.stderr)
     metrics = json.loads((tmp_path / "fb" / "metrics.json").read_text())
@@ -109,8 +130,16 @@ def test_corrupted_newest_checkpoint_falls_back_with_a_warning(tmp_path):
 
 
 def test_nan_loss_stops_with_terms_and_last_checkpoint(tmp_path):
-    result = train(tmp_path, "nan", "--method", "infonce", "--epochs", "2",
-                   "training.inject_nan_at_steps=[30]", "diagnostics.every_n_epochs=0")
+    result = train(
+        tmp_path,
+        "nan",
+        "--method",
+        "infonce",
+        "--epochs",
+        "2",
+        "training.inject_nan_at_steps=[30]",
+        "diagnostics.every_n_epochs=0",
+    )
     assert result.returncode == 1
     line = [ln for ln in result.stderr.splitlines() if "stopped:" in ln]
     assert len(line) == 1 and "Traceback" not in result.stderr
@@ -120,9 +149,17 @@ def test_nan_loss_stops_with_terms_and_last_checkpoint(tmp_path):
 
 
 def test_skip_nonfinite_finishes_and_counts(tmp_path):
-    result = train(tmp_path, "skip", "--method", "infonce", "--epochs", "1",
-                   "training.inject_nan_at_steps=[3,7]", "training.skip_nonfinite=2",
-                   "diagnostics.every_n_epochs=0")
+    result = train(
+        tmp_path,
+        "skip",
+        "--method",
+        "infonce",
+        "--epochs",
+        "1",
+        "training.inject_nan_at_steps=[3,7]",
+        "training.skip_nonfinite=2",
+        "diagnostics.every_n_epochs=0",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.count("non-finite loss at step") == 2
     metrics = json.loads((tmp_path / "skip" / "metrics.json").read_text())
@@ -144,10 +181,23 @@ def _folder_with_bad_images(root: Path) -> Path:
 @pytest.mark.parametrize("policy", ["skip", "error"])
 def test_bad_images_are_skipped_and_counted_or_stop_with_the_path(tmp_path, policy):
     data = _folder_with_bad_images(tmp_path / "images")
-    result = train(tmp_path, f"bad-{policy}", "--method", "infonce", "--data", "folder",
-                   "--data-dir", str(data), "--epochs", "1", "--batch-size", "10",
-                   "data.image_size=16", f"data.on_bad_image={policy}",
-                   "diagnostics.every_n_epochs=0")
+    result = train(
+        tmp_path,
+        f"bad-{policy}",
+        "--method",
+        "infonce",
+        "--data",
+        "folder",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "10",
+        "data.image_size=16",
+        f"data.on_bad_image={policy}",
+        "diagnostics.every_n_epochs=0",
+    )
     if policy == "skip":
         assert result.returncode == 0, result.stderr[-2000:]
         metrics = json.loads((tmp_path / "bad-skip" / "metrics.json").read_text())
@@ -160,13 +210,28 @@ def test_bad_images_are_skipped_and_counted_or_stop_with_the_path(tmp_path, poli
 
 
 def test_killing_one_ddp_process_ends_both_within_the_timeout(tmp_path):
-    process = _popen(tmp_path, "ddp", "--accelerator", "cpu", "--devices", "2", "--epochs", "5",
-                     "--batch-size", "16", "trainer.ddp_timeout_s=30")
+    process = _popen(
+        tmp_path,
+        "ddp",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "16",
+        "trainer.ddp_timeout_s=30",
+    )
     _wait_for(process, r"Epoch 0:\s+[1-9]\d*%")
-    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
-                              text=True).stdout.split()
-    workers = [int(pid) for pid in children
-               if "train.py" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")]
+    children = subprocess.run(
+        ["pgrep", "-P", str(process.pid)], capture_output=True, text=True
+    ).stdout.split()
+    workers = [
+        int(pid)
+        for pid in children
+        if "train.py" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")
+    ]
     assert workers, children
     started = time.time()
     os.kill(workers[0], signal.SIGKILL)

@@ -1,0 +1,20 @@
+"""``--method flo``: FLO (Guo et al., NeurIPS 2022) between two views.
+
+Bilinear (cosine / temperature) critic on the two views' embeddings with in-batch negatives
+gathered from every process, and a u head on the pair that learns the negative pointwise MI;
+the u head's parameters train with the encoder (they belong to the loss module).
+"""
+
+from __future__ import annotations
+
+from infossl.losses.ssl_mi import FLOSSLLoss
+from infossl.methods.base import BaseMethod
+
+
+class FLO(BaseMethod):
+    def __init__(self, cfg: dict, num_classes: int | None):
+        super().__init__(cfg, num_classes)
+        self.criterion = FLOSSLLoss(dim=cfg["projector"]["output_dim"], **cfg["loss"])
+
+    def loss_terms(self, features, embeddings, labels):
+        return self.criterion(*embeddings)
