@@ -110,10 +110,23 @@ def _folder(root: Path, split: str, transform, loader=None) -> Dataset:
             f"image folder {root} does not exist; pass --data-dir pointing to an "
             "ImageFolder tree (class sub-folders) or a folder of images"
         )
+    if (root / "val").is_dir() and not (root / "train").is_dir():
+        raise DataError(
+            f"{root} has a val/ folder but no train/ folder; put the training images in "
+            f"{root / 'train'} (class sub-folders or plain images) next to {root / 'val'}"
+        )
     directory, held_out = _folder_root(root, split)
     if _has_class_dirs(directory):
         kwargs = {"loader": loader} if loader else {}
-        dataset = torchvision.datasets.ImageFolder(str(directory), transform=transform, **kwargs)
+        try:
+            dataset = torchvision.datasets.ImageFolder(
+                str(directory), transform=transform, **kwargs
+            )
+        except FileNotFoundError as err:  # a class sub-folder without any image file
+            raise DataError(
+                f"image folder {directory}: {err}; remove empty class folders or add images "
+                f"({', '.join(IMAGE_EXTENSIONS)})"
+            ) from err
     else:
         dataset = UnlabeledFolder(directory, transform, loader)
     if held_out or split == "train":
@@ -152,6 +165,12 @@ def _torchvision_dataset(name: str, root: Path, split: str, transform, download:
             stl_split = {"train": "train+unlabeled", "train_labeled": "train", "val": "test"}[split]
             return cls(str(root), split=stl_split, transform=transform, download=download)
         return cls(str(root), train=split != "val", transform=transform, download=download)
+    except OSError as err:  # no network, proxy, disk full, unreadable file
+        action = f"downloading {title} into {root}" if download else f"reading {root / folder}"
+        raise DataError(
+            f"{action} failed ({err}); check the network and the disk, or fetch "
+            f"{folder}/ by hand and pass --data-dir DIR where it lies"
+        ) from err
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
         raise DataError(
             f"{title} in {root / folder} is incomplete or corrupted ({err}); "

@@ -65,12 +65,11 @@ def build_multiview_transform(views: Sequence[Mapping], image_size: int, mean, s
 
 
 def build_eval_transform(image_size: int, mean, std, resize_ratio: float = 8 / 7) -> T.Compose:
-    """Resize(size * 8/7) + CenterCrop(size): CorInfoMax's test transform (36 -> 32 on CIFAR)."""
+    """Resize(int(size * 8/7)) + CenterCrop(size): CorInfoMax's test transform (36 -> 32 on
+    CIFAR; int() truncates as the official code does, round() would give 37)."""
     return T.Compose(
         [
-            T.Resize(
-                int(round(image_size * resize_ratio)), interpolation=T.InterpolationMode.BICUBIC
-            ),
+            T.Resize(int(image_size * resize_ratio), interpolation=T.InterpolationMode.BICUBIC),
             T.CenterCrop(image_size),
             T.ToTensor(),
             T.Normalize(mean, std),

@@ -124,6 +124,7 @@ def test_digits_split_sizes_labels_and_images():
     pixels = torch.tensor(np.stack([np.asarray(im) for im in train.images]), dtype=torch.float64)
     info = dataset_info("digits", "unused")
     assert float(pixels.mean() / 255) == pytest.approx(info["mean"][0], abs=1e-3)
+    assert float(pixels.std() / 255) == pytest.approx(info["std"][0], abs=1e-3)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "stl10"])
@@ -137,3 +138,39 @@ def test_missing_dataset_says_where_it_looked_and_how_to_fix(tmp_path, name):
 def test_missing_folder_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         build_dataset("folder", tmp_path / "nope", "train")
+
+
+def test_val_folder_without_train_folder_is_a_data_error(tmp_path):
+    _image(tmp_path / "val" / "a" / "1.png", (1, 1, 1))
+    _image(tmp_path / "a" / "2.png", (1, 1, 1))
+    with pytest.raises(DataError, match="no train/ folder") as err:
+        build_dataset("folder", tmp_path, "train")
+    assert str(tmp_path / "train") in str(err.value)
+
+
+def test_class_folder_without_images_is_a_data_error(tmp_path):
+    _image(tmp_path / "cat" / "1.png", (1, 1, 1))
+    (tmp_path / "dog").mkdir()
+    with pytest.raises(DataError, match="remove empty class folders"):
+        build_dataset("folder", tmp_path, "train")
+
+
+def test_failed_download_is_a_one_line_data_error(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    def offline(self):
+        raise URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
+    with pytest.raises(DataError, match="downloading CIFAR-10 .* failed") as err:
+        build_dataset("cifar10", tmp_path, "train", download=True)
+    assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def test_dataset_info_statistics_match_solo_learn_and_imagenet(tmp_path):
+    assert dataset_info("cifar10", tmp_path)["mean"] == (0.4914, 0.4822, 0.4465)
+    assert dataset_info("cifar100", tmp_path)["std"] == (0.2673, 0.2564, 0.2762)
+    stl = dataset_info("stl10", tmp_path)
+    assert (stl["image_size"], stl["num_classes"]) == (96, 10)
+    assert dataset_info("folder", tmp_path)["mean"] == (0.485, 0.456, 0.406)
+    assert dataset_info("folder", tmp_path)["image_size"] is None

@@ -7,6 +7,7 @@ from PIL import Image
 
 from infossl.config import CONFIG_DIR
 from infossl.data.transforms import (
+    build_crop_flip_transform,
     build_eval_transform,
     build_multiview_transform,
     build_view_transform,
@@ -23,6 +24,11 @@ def test_presets_give_two_normalised_views_of_the_configured_size(preset):
     views = transform(Image.new("RGB", (40, 40), (128, 128, 128)))
     assert len(views) == 2
     assert all(v.shape == (3, 24, 24) and v.dtype == torch.float32 for v in views)
+    # A black image stays black through crop, jitter, grayscale, blur, solarize and flip, so
+    # every view must be exactly (0 - mean) / std: the normalisation is applied once, last.
+    black = transform(Image.new("RGB", (40, 40), (0, 0, 0)))
+    for view in black:
+        torch.testing.assert_close(view, torch.full((3, 24, 24), -2.0))
 
 
 def test_asymmetric_preset_is_corinfomax_recipe():
@@ -71,6 +77,17 @@ def test_unknown_view_key_is_refused():
         build_view_transform({**_views("digits")[0], "blurr_p": 0.5}, 8, (0,) * 3, (1,) * 3)
 
 
-def test_eval_transform_resizes_then_centre_crops():
-    out = build_eval_transform(32, (0,) * 3, (1,) * 3)(Image.new("RGB", (50, 70)))
-    assert out.shape == (3, 32, 32)
+def test_eval_transform_resizes_short_side_to_36_then_centre_crops_32():
+    transform = build_eval_transform(32, (0,) * 3, (1,) * 3)
+    assert transform.transforms[0].size == 36  # int(32 * 8 / 7), as CorInfoMax's test transform
+    # A 36x36 image with a 2-pixel white border: the centre crop removes exactly the border.
+    image = Image.new("RGB", (36, 36), (255, 255, 255))
+    image.paste((0, 0, 0), (2, 2, 34, 34))
+    assert float(transform(image).max()) == 0.0
+    assert transform(Image.new("RGB", (50, 70))).shape == (3, 32, 32)
+
+
+def test_crop_flip_transform_gives_normalised_crops_of_the_size():
+    transform = build_crop_flip_transform(16, (0.5,) * 3, (0.5,) * 3)
+    out = transform(Image.new("RGB", (40, 30), (255, 255, 255)))
+    torch.testing.assert_close(out, torch.ones(3, 16, 16))
