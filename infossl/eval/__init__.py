@@ -1,1 +1,3 @@
-"""Evaluation: probes, kNN, retrieval, diagnostics."""
+"""Evaluation: collapse diagnostics (``diagnostics``), weighted kNN (``knn``), frozen-feature
+linear probe (``linear``); the collapse monitor callback (``monitor``) and the offline
+``eval_linear.py`` driver (``offline``) build on them."""
