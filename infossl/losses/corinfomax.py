@@ -117,7 +117,7 @@ def corinfomax_step(
     # Outside autocast (methods.md 1.7): normalize and MSE run in float32 (what autocast would
     # pick for them anyway), the covariance and log-det in float64 as in the official code.
     with torch.autocast(device_type=z1.device.type, enabled=False):
-        dtype = torch.promote_types(z1.dtype, torch.float32)
+        dtype = torch.promote_types(torch.promote_types(z1.dtype, z2.dtype), torch.float32)
         z1, z2 = z1.to(dtype), z2.to(dtype)
         if normalize:
             z1 = F.normalize(z1, p=2, dim=1)
