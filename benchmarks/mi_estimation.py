@@ -175,6 +175,16 @@ def summarize(estimates: np.ndarray, true_mi: np.ndarray, levels, steps_per_leve
     return rows
 
 
+def ewm(values: np.ndarray, span: int = 200) -> np.ndarray:
+    """pandas ``ewm(span=span).mean()`` without the adjust term, skipping NaN (diverged) steps."""
+    alpha, acc, out = 2.0 / (span + 1), np.nan, np.empty_like(values)
+    for i, v in enumerate(values):
+        if np.isfinite(v):
+            acc = v if not np.isfinite(acc) else acc + alpha * (v - acc)
+        out[i] = acc
+    return out
+
+
 def plot(traces: dict[str, np.ndarray], true_mi: np.ndarray, batch_size: int, path: Path):
     """One panel per critic x base estimator, unregularized and +reg overlaid, EMA span 200 as in
     the papers' figures, true MI as the black staircase, log K for InfoNCE-type bounds."""
@@ -183,40 +193,30 @@ def plot(traces: dict[str, np.ndarray], true_mi: np.ndarray, batch_size: int, pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = sorted({(k.split("|")[0], k.split("|")[1].split("+")[0]) for k in traces})
-    critics = sorted({c for c, _ in keys})
-    names = sorted({n for _, n in keys})
-    fig, axes = plt.subplots(
-        len(critics), len(names), figsize=(2.6 * len(names), 2.6 * len(critics)), squeeze=False
-    )
+    panels = sorted({(k.split("|")[0], k.split("|")[1].split("+")[0]) for k in traces})
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
+    axes = axes.ravel()
     steps = np.arange(len(true_mi))
-    for key, est in traces.items():
+    for key, est in sorted(traces.items()):
         critic, name = key.split("|")[:2]
-        ax = axes[critics.index(critic)][names.index(name.split("+")[0])]
+        ax = axes[panels.index((critic, name.split("+")[0]))]
         color = "tab:red" if "+reg" in name else "tab:blue"
         mean = np.nanmean(est, axis=0) if np.isfinite(est).any() else est[0]
         ax.plot(steps, mean, color=color, alpha=0.15, lw=0.5)
-        alpha = 2.0 / (200 + 1)  # pandas ewm(span=200)
-        smooth, acc = np.empty_like(mean), np.nan
-        for i, v in enumerate(mean):
-            acc = (
-                v
-                if not np.isfinite(acc)
-                else (acc if not np.isfinite(v) else acc + alpha * (v - acc))
-            )
-            smooth[i] = acc
-        ax.plot(steps, smooth, color=color, lw=1.2, label=name)
-    for r, critic in enumerate(critics):
-        for c, name in enumerate(names):
-            ax = axes[r][c]
-            ax.plot(steps, true_mi, color="black", lw=1)
-            if name == "infonce":
-                ax.axhline(math.log(batch_size), color="gray", ls="--", lw=0.8)
-            ax.set_ylim(0, max(true_mi) + 4)
-            ax.set_title(f"{name} ({critic})", fontsize=9)
-            ax.legend(fontsize=6, loc="upper left")
+        ax.plot(steps, ewm(mean), color=color, lw=1.2, label=name)
+    for ax, (critic, name) in zip(axes, panels, strict=False):
+        ax.plot(steps, true_mi, color="black", lw=1)
+        if name == "infonce":
+            ax.axhline(math.log(batch_size), color="gray", ls="--", lw=0.8)
+        ax.set_ylim(0, max(true_mi) + 4)
+        ax.set_title(f"{name} ({critic})", fontsize=9)
+        ax.legend(fontsize=6, loc="upper left")
+    for ax in axes[len(panels) :]:
+        ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
