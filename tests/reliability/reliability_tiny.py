@@ -66,6 +66,7 @@ def read_log(path: Path) -> list[dict]:
 def make_trainer(root: Path, callbacks=(), max_epochs: int = 2, **kwargs) -> pl.Trainer:
     warnings.filterwarnings("ignore", module="pytorch_lightning")
     warnings.filterwarnings("ignore", module="lightning_fabric")
+    kwargs.setdefault("enable_checkpointing", False)
     return pl.Trainer(
         max_epochs=max_epochs,
         accelerator="cpu",
@@ -73,7 +74,6 @@ def make_trainer(root: Path, callbacks=(), max_epochs: int = 2, **kwargs) -> pl.
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        enable_checkpointing=False,
         default_root_dir=str(root),
         callbacks=list(callbacks),
         plugins=[AtomicCheckpointIO()],
