@@ -19,7 +19,6 @@ hyper-parameters or in a callback's ``state_dict``. ``LambdaLR`` with a plain la
 (PyTorch leaves functions out of its state).
 """
 
-
 from __future__ import annotations
 
 import os

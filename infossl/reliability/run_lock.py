@@ -28,7 +28,8 @@ class RunLockedError(RuntimeError):
 
 class RunDirLock:
     """Exclusive, non-blocking lock on ``run_dir``; ``with RunDirLock(d): ...`` or
-    ``acquire()`` / ``release()``. Released at exit even if never released explicitly."""
+    ``acquire()`` / ``release()``. Held until ``release()`` or the end of the process, even if
+    the object itself is dropped (deliberately no ``__del__``)."""
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
@@ -71,7 +72,4 @@ class RunDirLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
-        self.release()
-
-    def __del__(self):
         self.release()

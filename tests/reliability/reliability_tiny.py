@@ -30,22 +30,27 @@ class TinyModule(pl.LightningModule):
     """Linear regression whose training step appends (epoch, global step, sample indices) to
     ``log_path`` (one JSON line per step), so tests can compare data order across runs."""
 
-    def __init__(self, log_path: str | None = None, n: int = 32, batch_size: int = 4,
-                 step_sleep: float = 0.0):
+    def __init__(
+        self, log_path: str | None = None, n: int = 32, batch_size: int = 4, step_sleep: float = 0.0
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.layer = torch.nn.Linear(1, 1)
 
     def train_dataloader(self):
-        return DataLoader(IndexDataset(self.hparams.n), batch_size=self.hparams.batch_size,
-                          shuffle=True)
+        return DataLoader(
+            IndexDataset(self.hparams.n), batch_size=self.hparams.batch_size, shuffle=True
+        )
 
     def training_step(self, batch, batch_idx):
         x, index = batch
         if self.hparams.log_path:
             with open(self.hparams.log_path, "a") as handle:
-                line = {"epoch": self.current_epoch, "step": self.global_step,
-                        "indices": index.tolist()}
+                line = {
+                    "epoch": self.current_epoch,
+                    "step": self.global_step,
+                    "indices": index.tolist(),
+                }
                 handle.write(json.dumps(line) + "\n")
         if self.hparams.step_sleep:
             import time

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from reliability_tiny import TinyModule, make_trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
+from reliability_tiny import TinyModule, make_trainer
 
 from infossl.callbacks import RNGStateCheckpoint
 from infossl.reliability.checkpoint_io import (
@@ -114,8 +114,9 @@ def test_a_lightning_trainer_checkpoint_loads_with_weights_only(tmp_path):
     torch.manual_seed(0)
     module = TinyModule(n=16, batch_size=4)
     checkpoints = ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_epochs=1)
-    trainer = make_trainer(tmp_path, [checkpoints, RNGStateCheckpoint()], max_epochs=1,
-                           enable_checkpointing=True)
+    trainer = make_trainer(
+        tmp_path, [checkpoints, RNGStateCheckpoint()], max_epochs=1, enable_checkpointing=True
+    )
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     trainer.fit(module)
     checkpoint = load_checkpoint_safely(tmp_path / "last.ckpt")
@@ -123,8 +124,9 @@ def test_a_lightning_trainer_checkpoint_loads_with_weights_only(tmp_path):
     assert torch.equal(checkpoint["state_dict"]["layer.weight"], module.layer.weight.detach())
     assert checkpoint["optimizer_states"][0]["state"][0]["momentum_buffer"].shape == (1, 1)
     assert checkpoint["lr_schedulers"][0]["last_epoch"] == 1
-    assert {"ModelCheckpoint", "RNGStateCheckpoint"} <= {k.split("{")[0] for k in
-                                                         checkpoint["callbacks"]}
+    assert {"ModelCheckpoint", "RNGStateCheckpoint"} <= {
+        k.split("{")[0] for k in checkpoint["callbacks"]
+    }
     assert checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 4
     assert checkpoint["hyper_parameters"]["batch_size"] == 4
     # ... and Lightning resumes from it through the same plugin.

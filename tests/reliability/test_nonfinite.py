@@ -22,8 +22,11 @@ def test_finite_losses_pass_and_count_nothing():
 def test_skips_up_to_the_limit_then_stops_naming_step_terms_and_checkpoint():
     guard = NonFiniteGuard(skip_limit=2)
     guard.set_last_checkpoint("/runs/x/checkpoints/last.ckpt")
-    terms = {"train/loss": NAN, "train/alignment": torch.tensor(0.25),
-             "train/uniformity": torch.tensor(float("-inf"))}
+    terms = {
+        "train/loss": NAN,
+        "train/alignment": torch.tensor(0.25),
+        "train/uniformity": torch.tensor(float("-inf")),
+    }
     with pytest.warns(UserWarning, match=r"non-finite loss at step 7 .*\(1 of at most 2\)"):
         assert guard.check(NAN, terms, step=7) is True
     with pytest.warns(UserWarning, match=r"step 9 .*\(2 of at most 2\)"):
@@ -40,8 +43,11 @@ def test_skips_up_to_the_limit_then_stops_naming_step_terms_and_checkpoint():
 
 def test_limit_zero_stops_at_once_and_says_when_no_checkpoint_exists_yet():
     guard = NonFiniteGuard(skip_limit=0)
-    with pytest.raises(NonFiniteLossError, match=r"step 0 \(loss=nan, kl=3\.5\).*checkpoint: "
-                                                 r"none yet$"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"step 0 \(loss=nan, kl=3\.5\).*checkpoint: "
+        r"none yet$",
+    ):
         guard.check(NAN, {"kl": torch.tensor(3.5)}, step=0)
 
 

@@ -60,8 +60,10 @@ def test_sigterm_mid_epoch_exits_cleanly_and_resume_ends_at_the_uninterrupted_st
     assert sum(seen[0].values()) == N and sum(seen[1].values()) == N
     assert set(seen[1].values()) == {1}
     repeated = sum(c - 1 for c in seen[0].values() if c > 1)
-    print(f"stopped at step {stopped_at}; epoch 0 saw {repeated} repeated and "
-          f"{N - len(seen[0])} missed samples")
+    print(
+        f"stopped at step {stopped_at}; epoch 0 saw {repeated} repeated and "
+        f"{N - len(seen[0])} missed samples"
+    )
     assert repeated > 0 and len(seen[0]) < N
 
 

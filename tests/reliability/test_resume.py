@@ -24,8 +24,9 @@ def _run(tmp_path, steps_by_name: dict[str, tuple[int, int]]):
 
 
 def test_newest_by_stored_step_not_file_time(tmp_path):
-    run = _run(tmp_path, {"epoch=000.ckpt": (10, 0), "epoch=001.ckpt": (20, 1),
-                          "last.ckpt": (25, 2)})
+    run = _run(
+        tmp_path, {"epoch=000.ckpt": (10, 0), "epoch=001.ckpt": (20, 1), "last.ckpt": (25, 2)}
+    )
     old = run / "checkpoints" / "epoch=000.ckpt"
     os.utime(old, (4e9, 4e9))  # the oldest checkpoint has the newest mtime (a copy, an rsync)
     with warnings.catch_warnings():
@@ -39,8 +40,9 @@ def test_last_ckpt_wins_a_tie_with_the_periodic_checkpoint_of_the_same_step(tmp_
 
 
 def test_truncated_newest_falls_back_to_the_previous_one_with_a_warning_naming_both(tmp_path):
-    run = _run(tmp_path, {"epoch=000.ckpt": (10, 0), "epoch=001.ckpt": (20, 1),
-                          "last.ckpt": (25, 2)})
+    run = _run(
+        tmp_path, {"epoch=000.ckpt": (10, 0), "epoch=001.ckpt": (20, 1), "last.ckpt": (25, 2)}
+    )
     last = run / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:300])  # as a non-atomic writer killed mid-write leaves
     with pytest.warns(UserWarning) as caught:
