@@ -4,13 +4,26 @@ Saving writes a temporary file in the same directory, flushes and fsyncs it, the
 the target (``os.replace`` is atomic on POSIX) and fsyncs the directory: a process killed at any
 moment leaves either the previous checkpoint or the new one, never a truncated file.
 Loading always uses ``torch.load(weights_only=True)``: a checkpoint carrying pickled code is
-refused with a clear error instead of being executed.
+refused with a clear error instead of being executed. (Lightning's own ``TorchCheckpointIO``
+serialises into memory and then writes the target file in place: a kill mid-write truncates it.)
+
+What a Lightning 2.6 checkpoint holds and what breaks ``weights_only`` (measured in
+tests/reliability/test_checkpoint_io.py): ``epoch``, ``global_step``, ``state_dict``,
+``optimizer_states``, ``lr_schedulers``, ``loops`` (progress counters: ints and dicts),
+``callbacks`` (ModelCheckpoint keeps paths as str and scores as tensors), ``hparams_name`` and
+``hyper_parameters`` all load as long as the module's ``save_hyperparameters()`` arguments are
+plain. These are refused: an OmegaConf ``DictConfig``/``ListConfig`` (pass
+``OmegaConf.to_container(cfg, resolve=True)``), ``pathlib.Path`` (pass ``str``), NumPy scalars
+and arrays (``float(x)`` / ``torch.from_numpy``), any class instance or function in
+hyper-parameters or in a callback's ``state_dict``. ``LambdaLR`` with a plain lambda is fine
+(PyTorch leaves functions out of its state).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -44,25 +57,40 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         os.close(dir_fd)
 
 
-def load_checkpoint_safely(path: str | Path, map_location: Any = "cpu") -> dict:
+def _looks_like_pickle(path: Path) -> bool:
+    # torch.save's legacy (non-zip) format and plain pickles start with the PROTO opcode.
+    with open(path, "rb") as handle:
+        return handle.read(1) == b"\x80"
+
+
+def load_checkpoint_safely(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dict:
+    """``torch.load(weights_only=True)`` with one-line ``CheckpointError`` messages for a
+    missing, foreign, truncated or corrupted file and for one that carries pickled code.
+    ``mmap=True`` maps tensors instead of reading them (cheap metadata look-ups)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist; give the path of a .ckpt file written by train.py"
         )
-    if not zipfile.is_zipfile(path):
+    is_zip = zipfile.is_zipfile(path)
+    if not is_zip and not _looks_like_pickle(path):
         raise CheckpointError(
-            f"{path} is not a checkpoint (not a torch.save zip archive); is it "
+            f"{path} is not a checkpoint (neither a torch.save zip archive nor a pickle); is it "
             "truncated or another kind of file?"
         )
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(
+            path, map_location=map_location, weights_only=True, mmap=mmap and is_zip
+        )
     except pickle.UnpicklingError as err:
+        # weights_only's restricted unpickler names the first forbidden global; keep it.
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        hint = f" (first forbidden: {found.group(1)})" if found else ""
         raise CheckpointError(
-            f"refusing to load {path}: it contains pickled code or objects that are not "
-            "tensors or plain Python types (weights_only loading); never load untrusted pickles"
+            f"refusing to load {path}: it contains pickled code/objects that are not tensors "
+            f"or plain Python types{hint}; never load untrusted pickles"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(
             f"{path} is corrupted or truncated ({type(err).__name__}); resume "
             "from an earlier checkpoint"

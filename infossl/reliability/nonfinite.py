@@ -1,9 +1,26 @@
 """NaN / Inf losses: stop with a message naming the step, every loss term and the last good
 checkpoint (default), or skip up to ``training.skip_nonfinite`` batches with a warning each.
 
-Cost: one host-device synchronisation per step (``bool(torch.isfinite(loss))``), the price of
-deciding before the optimizer step; skipped batches return None from ``training_step``, which
-makes Lightning skip backward and the optimizer step for them.
+Wiring (method base, ``training_step``)::
+
+    loss, terms = ...
+    if self.nonfinite_guard.check(loss, terms, self.global_step):
+        return None  # Lightning then skips backward; no parameter or optimizer state changes
+
+A skipped batch still counts in ``trainer.global_step`` and advances a step-interval LR
+schedule: Lightning calls ``optimizer.step`` with a closure that returned None, and torch
+optimizers skip parameters without a gradient (tests/reliability/test_nonfinite.py).
+
+Cost: one host-device synchronisation per step (``bool(torch.isfinite(loss))``: one scalar
+copied to the host once the forward pass has run), the price of deciding *before* the optimizer
+step; the term values are copied to the host only on a non-finite step. Deciding without a
+sync would need the decision inside the optimizer (as AMP's GradScaler does with
+``found_inf``), which still syncs in ``scaler.step``. Under DDP every process must take the same
+decision or the next gradient all-reduce hangs (one skipping backward while the other waits in
+it): pass ``reduce_any`` (e.g. ``lambda b: trainer.strategy.reduce_boolean_decision(b,
+all=False)``, one more all-reduce per step) so a non-finite loss on any process skips the batch
+on all. Skipping backward on *every* process is fine for DDP (checked with torch 2.15, both
+``find_unused_parameters`` settings).
 """
 
 from __future__ import annotations
@@ -18,27 +35,48 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf more often than allowed."""
 
 
-def _describe(terms: dict) -> str:
+def describe_terms(terms: dict) -> str:
+    """``name=value`` for every term: scalars as numbers, larger tensors by their non-finite
+    count, anything else by its repr."""
     parts = []
     for name, value in terms.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = float(value)
-        if isinstance(value, float):
+        if isinstance(value, torch.Tensor):
+            value = value.detach()
+            if value.numel() == 1:
+                parts.append(f"{name}={float(value):.6g}")
+            else:
+                bad = int((~torch.isfinite(value)).sum())
+                parts.append(f"{name}=<{tuple(value.shape)} tensor, {bad} non-finite>")
+        elif isinstance(value, float | int):
             parts.append(f"{name}={value:.6g}")
+        else:
+            parts.append(f"{name}={value!r}")
     return ", ".join(parts)
 
 
 class NonFiniteGuard:
+    """``check(loss, terms, step)`` -> True when the batch must be skipped; raises
+    ``NonFiniteLossError`` once more than ``skip_limit`` batches were non-finite."""
+
     def __init__(
         self,
         skip_limit: int,
         last_checkpoint: Callable[[], str | None] = lambda: None,
         inject_at_steps: tuple[int, ...] = (),
+        reduce_any: Callable[[bool], bool] | None = None,
     ):
+        if skip_limit < 0:
+            raise ValueError(f"training.skip_nonfinite must be >= 0, got {skip_limit}")
         self.skip_limit = skip_limit
         self.last_checkpoint = last_checkpoint
         self.inject_at_steps = set(inject_at_steps)
+        self.reduce_any = reduce_any  # e.g. partial(strategy.reduce_boolean_decision, all=False)
         self.skipped = 0
+
+    def set_last_checkpoint(self, path_or_callable: str | Callable[[], str | None]) -> None:
+        self.last_checkpoint = (
+            path_or_callable if callable(path_or_callable) else (lambda: path_or_callable)
+        )
 
     def maybe_inject(self, loss: torch.Tensor, step: int) -> torch.Tensor:
         """Fault injection for tests and drills (config training.inject_nan_at_steps)."""
@@ -46,9 +84,13 @@ class NonFiniteGuard:
 
     def check(self, loss: torch.Tensor, terms: dict, step: int) -> bool:
         """True when this batch must be skipped; raises when the run must stop."""
-        if bool(torch.isfinite(loss.detach()).all()):
+        nonfinite = not bool(torch.isfinite(loss.detach()).all())  # the one sync per step
+        if self.reduce_any is not None:
+            nonfinite = self.reduce_any(nonfinite)
+        if not nonfinite:
             return False
-        detail = _describe(terms)
+        named = any(k == "loss" or k.endswith("/loss") for k in terms)
+        detail = describe_terms(terms if named else {"loss": loss, **terms})
         if self.skipped < self.skip_limit:
             self.skipped += 1
             rank_zero_warn(

@@ -1,50 +1,110 @@
-"""SIGTERM / SIGUSR1: save ``last.ckpt`` at the next step boundary and stop cleanly.
+"""SIGTERM / SIGUSR1: save ``last.ckpt`` at the next training-step boundary and stop cleanly.
 
-Lightning 2.x notes SIGTERM (``trainer.received_sigterm``) and raises ``SIGTERMException`` at the
-next step, but saves nothing unless SLURM auto-requeue is on; SIGUSR1 (SLURM's warning signal)
-is handled only under SLURM with auto-requeue (Lightning then saves an hpc checkpoint in the run
-directory and requeues; it is restored automatically). This callback covers the rest: after the
-batch in flight finishes it writes ``checkpoints/last.ckpt`` (atomically) and stops, so
-``--resume auto`` continues from exactly that step.
+What pytorch-lightning 2.6 does by itself (trainer/connectors/signal_connector.py, loops/):
+- SIGTERM: its handler sets ``trainer.received_sigterm``, forwards the signal to the DDP child
+  processes and, under DDP, calls ``dist.broadcast`` *inside the signal handler*; the loops then
+  raise ``SIGTERMException`` (a ``SystemExit``) at the end of the step, at the start of the
+  next one (after a per-step broadcast of rank 0's flag) or mid-validation. It saves nothing.
+  A collective issued from a signal handler can pair with an unrelated collective of a peer,
+  and rank 0 can raise one step before the others (Lightning issue #20806).
+- SIGUSR1: handled only under SLURM with ``auto_requeue`` (the default there): Lightning saves
+  ``hpc_ckpt_N.ckpt`` in ``default_root_dir``, requeues the job and restores it on restart.
+
+So this callback takes both signals over once training starts (``on_train_start`` runs after
+Lightning installed its handlers; SIGUSR1 is left to Lightning when SLURM auto-requeue owns
+it): the handler only sets a flag. At the end of every ``every_n_steps``-th training batch the
+processes agree (one all-reduce of a bool when there is more than one; any process's signal
+counts), all save ``last_path`` together (atomically, through the checkpoint I/O plugin) and all
+raise ``SIGTERMException`` at that same point, so no process waits in a collective for a peer
+that has left. ``SystemExit`` semantics: if nobody catches it the process exits with status 0.
+
+What resuming from that checkpoint guarantees (Lightning restores the loops' progress:
+``RESTARTED_ON_TRAIN_BATCH_END``): the same epoch, batch index and global step, so the run ends
+at exactly the global step of an uninterrupted run, with the optimizer, scheduler and (through
+``infossl.callbacks.RNGStateCheckpoint``) RNG states of the save point. It does *not* replay
+the interrupted epoch's sample order: a plain ``DataLoader`` is not resumable, so the rest of
+that epoch is ``len(loader) - batches_done`` batches drawn from a fresh iterator (a new random
+permutation with ``RandomSampler``; from the start of the same permutation with DDP's
+``DistributedSampler``, which is seeded by epoch). Within the interrupted epoch some samples
+are therefore seen twice and others not at all (tests/reliability/test_preemption.py measures
+it); from the next epoch on, the order is the usual one for that epoch. Exact replay needs a
+stateful loader (``torchdata.stateful_dataloader.StatefulDataLoader``, which Lightning saves
+and restores through ``state_dict``).
+
+A signal that arrives during validation is acted on at the next training batch; if the job is
+killed before then, ``--resume auto`` uses the ``last.ckpt`` of the last finished epoch.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 
 import pytorch_lightning as pl
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+
+def _slurm_requeue_owns_sigusr1(trainer: pl.Trainer) -> bool:
+    environment = trainer._accelerator_connector.cluster_environment
+    return isinstance(environment, SLURMEnvironment) and environment.auto_requeue
 
 
 class PreemptionCheckpoint(pl.Callback):
-    def __init__(self, last_path: Path):
+    """Save ``last_path`` and stop, on every process at the same step, after SIGTERM/SIGUSR1."""
+
+    def __init__(self, last_path: str | Path, every_n_steps: int = 1):
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be at least 1, got {every_n_steps}")
         self.last_path = Path(last_path)
-        self.requested_by: str | None = None
-        self.saved_step: int | None = None
+        self.every_n_steps = every_n_steps
+        self.requested_by: str | None = None  # the signal's name, once one arrived
+        self.saved_step: int | None = None  # global step of the checkpoint written on request
+        self._previous: dict[int, object] = {}
 
-    def setup(self, trainer, pl_module, stage):
-        # SIGTERM is Lightning's (it sets trainer.received_sigterm); SIGUSR1 we catch ourselves
-        # unless SLURM auto-requeue already owns it.
-        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
-            signal.signal(signal.SIGUSR1, self._on_sigusr1)
+    # -- signals -------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        # Only a flag: no I/O, no collectives, nothing that could run in the middle of a step.
+        self.requested_by = self.requested_by or signal.Signals(signum).name
 
-    def _on_sigusr1(self, signum, frame):
-        self.requested_by = "SIGUSR1"
+    def on_train_start(self, trainer, pl_module) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be installed from the main thread
+        signals = [signal.SIGTERM]
+        if not _slurm_requeue_owns_sigusr1(trainer):
+            signals.append(signal.SIGUSR1)
+        for signum in signals:
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if getattr(trainer, "received_sigterm", False):
-            self.requested_by = self.requested_by or "SIGTERM"
-        if self.saved_step is not None:
+    def _restore_handlers(self) -> None:
+        # Runs before Lightning's own teardown restores the handlers it found, so the process
+        # ends up with exactly the handlers it had before fit.
+        for signum, handler in self._previous.items():
+            if signal.getsignal(signum) == self._on_signal and handler is not None:
+                signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._restore_handlers()
+
+    # -- the step boundary ---------------------------------------------------------------------
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.saved_step is not None or (batch_idx + 1) % self.every_n_steps:
             return
         requested = self.requested_by is not None
         if trainer.world_size > 1:
-            # Every process must save at the same step (saving has a barrier); signals reach
-            # processes at slightly different times, so the decision is taken together.
+            # Signals reach processes at different moments; saving has a barrier, so the
+            # decision is taken together: any process's request stops all of them.
             requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
         if not requested:
             return
-        self.requested_by = self.requested_by or "signal on another process"
+        self.requested_by = self.requested_by or "a signal on another process"
         trainer.save_checkpoint(self.last_path)
         self.saved_step = trainer.global_step
         trainer.should_stop = True
@@ -52,3 +112,6 @@ class PreemptionCheckpoint(pl.Callback):
             f"{self.requested_by} received: saved {self.last_path} at step "
             f"{trainer.global_step}; continue with --resume auto"
         )
+        # Leave now, on every process at this same point: running on to the epoch end would
+        # write a mid-epoch file under an end-of-epoch name and run validation.
+        raise SIGTERMException()

@@ -1,10 +1,11 @@
 """Unreadable or truncated images in folder datasets: skipped and counted, or a clear stop.
 
 Under ``skip`` the loader returns None for a bad file (a warning with the path, from the worker)
-and ``SubstituteBadItems`` serves the next readable item in its place, reporting how many bad
-files it stepped over. Substituting instead of dropping keeps every batch full, which DDP's
-all-gather needs (equal local batch sizes); the per-item counts travel inside the batch, so the
-total reaches the main process whatever the number of DataLoader workers. Under ``error`` the
+and ``SubstituteBadItems`` serves the next readable item in its place, flagging the bad index.
+Substituting instead of dropping keeps every batch full, which DDP's all-gather needs (equal
+local batch sizes; a collate that drops items would make them unequal); the per-item flags
+travel inside the batch, so the count reaches the main process exactly whatever the number of
+DataLoader workers (a counter inside a worker would stay in that worker's copy). Under ``error`` the
 loader raises ``BadImageError`` naming the file; DataLoader re-raises it in the main process.
 """
 
@@ -68,7 +69,9 @@ def skip_transform(transform):
 
 
 class SubstituteBadItems(Dataset):
-    """Yields (input, label, bad files stepped over) with a readable item for every index."""
+    """Yields (input, label, 1 if the file at this index is bad else 0) with a readable item
+    for every index. Each bad file is counted by its own index only, so adjacent bad files are
+    not counted twice; the count is per visit (a bad file is counted once per epoch)."""
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
@@ -81,7 +84,7 @@ class SubstituteBadItems(Dataset):
         for offset in range(n):
             item, label = self.dataset[(index + offset) % n]
             if item is not _Skip:
-                return item, label, offset
+                return item, label, int(offset > 0)
         raise BadImageError("no readable image left in the dataset")
 
 
