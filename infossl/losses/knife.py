@@ -139,13 +139,18 @@ class MarginalKNIFE(nn.Module):
         return -self.log_density(x).mean()
 
 
-def conditioning_net(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 1) -> nn.Sequential:
+def conditioning_net(
+    in_dim: int, hidden_dim: int, out_dim: int, layers: int = 1, layer_norm: bool = True
+) -> nn.Sequential:
     """Official ``FF`` with the domain-adaptation config (da_experiments/config/knife.yaml:
     LayerNorm on, ReLU, no residual): [LayerNorm -> Linear -> ReLU] x layers -> Linear.
-    The official code sizes the hidden layer as the modelled variable's dimension."""
+    The official code sizes the hidden layer as the modelled variable's dimension.
+    Turn ``layer_norm`` off for inputs of width 1 or 2: LayerNorm maps those to constants or
+    signs and erases the magnitude the density should depend on."""
     blocks, width = [], in_dim
     for _ in range(layers):
-        blocks += [nn.LayerNorm(width), nn.Linear(width, hidden_dim), nn.ReLU()]
+        blocks += [nn.LayerNorm(width)] if layer_norm else []
+        blocks += [nn.Linear(width, hidden_dim), nn.ReLU()]
         width = hidden_dim
     return nn.Sequential(*blocks, nn.Linear(width, out_dim))
 
@@ -165,6 +170,7 @@ class ConditionalKNIFE(nn.Module):
         *,
         hidden_dim: int | None = None,
         layers: int = 1,
+        layer_norm: bool = True,
         full_covariance: bool = True,
         use_tanh: bool = False,
     ):
@@ -173,7 +179,7 @@ class ConditionalKNIFE(nn.Module):
         hidden = hidden_dim or dim
 
         def net(out):
-            return conditioning_net(cond_dim, hidden, out, layers)
+            return conditioning_net(cond_dim, hidden, out, layers, layer_norm)
 
         self.weight_net, self.mean_net, self.log_scale_net = (
             net(num_modes),
@@ -230,6 +236,7 @@ class KNIFE(nn.Module):
         scale_init_from_data: bool = False,
         hidden_dim: int | None = None,
         layers: int = 1,
+        layer_norm: bool = True,
     ):
         super().__init__()
         self.marginal = MarginalKNIFE(
@@ -247,6 +254,7 @@ class KNIFE(nn.Module):
             conditional_modes,
             hidden_dim=hidden_dim,
             layers=layers,
+            layer_norm=layer_norm,
             full_covariance=full_covariance,
             use_tanh=use_tanh,
         )

@@ -16,7 +16,8 @@ Optional keys: dim (else the ``dim`` argument), modes (128), conditional_modes (
 betas ([0.5, 0.999]), full_covariance (auto: only for dim <= 64, since the precision factors cost
 M d^2 parameters and N M d^2 work), use_tanh (False: tanh bounds the precision scale to [1/e, e],
 too narrow for embeddings of small spread), init_std (0.01), scale_init_from_data (True),
-nuisance_dim (a float nuisance's width; integer nuisances are one-hot with num_classes).
+nuisance_dim (a float nuisance's width; integer nuisances are one-hot with num_classes),
+hidden_dim (conditioning nets' width, default dim) and layer_norm (True, as the official config).
 ``on`` is not used here: it tells the caller which tensor to pass.
 
 Sign: the term is a loss to be *minimised*; ``maximize`` gives -weight * estimate.
@@ -86,6 +87,8 @@ class KnifeRegularizer(nn.Module):
                 self.dim,
                 modes,
                 int(cfg.get("conditional_modes", modes)),
+                hidden_dim=cfg.get("hidden_dim"),
+                layer_norm=bool(cfg.get("layer_norm", True)),
                 **common,
             )
         self._trainable = [p for p in self.estimator.parameters() if p.requires_grad]
