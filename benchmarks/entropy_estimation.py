@@ -163,7 +163,7 @@ def run_once(exp: Experiment, rep: int, device: torch.device, trace: bool, progr
             loss.backward()
             opts[name].step()
             if trace:
-                traces[name].append(float(loss))
+                traces[name].append(loss.item())
         if trace:
             traces["true"].append(source.entropy())
         if progress is not None:
