@@ -93,7 +93,9 @@ class SSLDataModule(pl.LightningDataModule):
         """Two augmented views of a fixed validation subset, drawn once with a fixed seed."""
         d = self.cfg["data"]
         views = build_multiview_transform(d["views"], d["image_size"], self.mean, self.std)
-        subset = _fixed_subset(self._build("val", None), count, self.cfg["seed"])
+        subset = _fixed_subset(
+            self._build("val", None), count, self.cfg["seed"]
+        )
         with torch.random.fork_rng():
             torch.manual_seed(self.cfg["seed"])
             pairs = [views(subset[i][0]) for i in range(len(subset))]
