@@ -277,8 +277,11 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, help="epochs (default: the paper's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--merge", nargs="+", type=Path, help="combine the --out dirs of earlier runs")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     torch.set_num_threads(args.threads)
     from tqdm import tqdm
 
@@ -303,9 +306,26 @@ def main(argv=None) -> dict:
             entry["pdf"] = runs[0].pop("pdf")
         results[key] = entry
         print(key, json.dumps(entry.get("summary", entry.get("levels")), indent=1))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "entropy_estimation.json").write_text(json.dumps(results, indent=1))
-    plot(results, args.out / "entropy_estimation.png")
+        write(results, args.out)  # after every experiment: a long run keeps what it finished
+    return results
+
+
+def write(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "entropy_estimation.json").write_text(json.dumps(results, indent=1))
+    plot(results, out / "entropy_estimation.png")
+
+
+def merge(dirs: list[Path], out: Path) -> dict:
+    """One JSON/PNG from runs of different experiments (e.g. run in parallel processes)."""
+    results = {"merged_from": []}
+    for d in dirs:
+        part = json.loads((d / "entropy_estimation.json").read_text())
+        results["merged_from"].append(
+            {"command": part.pop("command"), "device": part.pop("device")}
+        )
+        results.update(part)
+    write(results, out)
     return results
 
 
