@@ -51,6 +51,9 @@ def test_tiny_run_writes_analytic_entropy_and_knife_lands_near_it(tmp_path):
     assert summary["abs_error_mean"] < 0.5
     assert len(saved["triangle1d"]["pdf"]["KNIFE"]) == len(saved["triangle1d"]["pdf"]["x"])
     assert out["gaussian10"]["config"]["iters"] == 100
+    merged = bench.merge([tmp_path], tmp_path / "merged")
+    assert merged["gaussian10"]["summary"] == saved["gaussian10"]["summary"]
+    assert (tmp_path / "merged" / "entropy_estimation.png").exists()
 
 
 def test_stepdown_follows_the_official_schedule_five_levels_each_d_over_2_log_2_lower():
