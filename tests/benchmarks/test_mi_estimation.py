@@ -34,7 +34,7 @@ def test_reg_suffix_selects_weight_and_unknown_names_fail():
     assert bench.parse_name("mine+reg", 1.0) == ("mine", 1.0)
     assert bench.parse_name("nwj", 1.0) == ("nwj", 0.0)
     with pytest.raises(ValueError, match="unknown estimator"):
-        bench.parse_name("knife", 1.0)
+        bench.parse_name("no-such-estimator", 1.0)
 
 
 def test_short_staircase_converges_for_nwj_flo_and_regularized_mine(tmp_path, monkeypatch):

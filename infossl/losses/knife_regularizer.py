@@ -1,0 +1,214 @@
+"""KNIFE as a plug-in regularizer for any training method, and the KNIFE collapse diagnostic.
+
+The training pattern is the official domain-adaptation loop (g-pichler/knife,
+da_experiments/train.py): each step the estimator is first fitted on *detached* features with its
+own Adam (lr 1e-3, betas (0.5, 0.999)), then the encoder's loss adds lambda * estimate computed on
+the live features. Here both happen in one ``forward``; the estimator's parameters rest with
+``requires_grad=False``, so the returned term sends gradient to the encoder only, and the main
+optimizer (even one built from ``module.parameters()``) never sees a gradient for them.
+Its fit uses ``torch.autograd.grad`` rather than ``.backward()``, so no DDP reducer hook fires.
+
+Config (one dict, e.g. a YAML entry):
+    {name: knife_entropy, on: embeddings|features, weight: 0.1, direction: maximize}
+    {name: knife_mi, on: embeddings, nuisance: label|domain, num_classes: 10, weight: 0.1,
+     direction: minimize|maximize}
+Optional keys: dim (else the ``dim`` argument), modes (128), conditional_modes (128), lr (1e-3),
+betas ([0.5, 0.999]), full_covariance (auto: only for dim <= 64, since the precision factors cost
+M d^2 parameters and N M d^2 work), use_tanh (False: tanh bounds the precision scale to [1/e, e],
+too narrow for embeddings of small spread), init_std (0.01), scale_init_from_data (True),
+nuisance_dim (a float nuisance's width; integer nuisances are one-hot with num_classes),
+hidden_dim (conditioning nets' width, default dim) and layer_norm (True, as the official config).
+``on`` is not used here: it tells the caller which tensor to pass.
+
+Sign: the term is a loss to be *minimised*; ``maximize`` gives -weight * estimate.
+
+DDP: pass gathered embeddings (``infossl.distributed.gather_cat``), as CorInfoMax does, so every
+process fits its estimator on the same global batch and the estimators stay identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from infossl.losses.knife import KNIFE, MarginalKNIFE
+
+NAMES = ("knife_entropy", "knife_mi")
+AUTO_FULL_COVARIANCE_MAX_DIM = 64
+
+
+def _full_covariance(setting, dim: int) -> bool:
+    if setting in (None, "auto"):
+        return dim <= AUTO_FULL_COVARIANCE_MAX_DIM
+    return bool(setting)
+
+
+class KnifeRegularizer(nn.Module):
+    """``forward(x, nuisance=None) -> (term, logs)``; see the module docstring for the config."""
+
+    def __init__(self, config: Mapping, dim: int | None = None):
+        super().__init__()
+        cfg = dict(config)
+        self.name = cfg.get("name")
+        if self.name not in NAMES:
+            raise ValueError(f"KNIFE regularizer name must be one of {NAMES}, got {self.name!r}")
+        self.on = cfg.get("on", "embeddings")
+        self.weight = float(cfg.get("weight", 1.0))
+        default_direction = "maximize" if self.name == "knife_entropy" else "minimize"
+        self.direction = cfg.get("direction", default_direction)
+        if self.direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be maximize or minimize, got {self.direction!r}")
+        dim = cfg.get("dim", dim)
+        if dim is None:
+            raise ValueError("KnifeRegularizer needs the input width: config 'dim' or dim=")
+        self.dim = int(dim)
+        common = dict(
+            full_covariance=_full_covariance(cfg.get("full_covariance", "auto"), self.dim),
+            use_tanh=bool(cfg.get("use_tanh", False)),
+            init_std=float(cfg.get("init_std", 1e-2)),
+            scale_init_from_data=bool(cfg.get("scale_init_from_data", True)),
+        )
+        modes = int(cfg.get("modes", 128))
+        if self.name == "knife_entropy":
+            self.estimator = MarginalKNIFE(self.dim, modes, **common)
+            self.num_classes = None
+        else:
+            self.nuisance = cfg.get("nuisance", "label")
+            self.num_classes = cfg.get("num_classes")
+            nuisance_dim = cfg.get("nuisance_dim", self.num_classes)
+            if nuisance_dim is None:
+                raise ValueError("knife_mi needs num_classes (integer nuisance) or nuisance_dim")
+            self.estimator = KNIFE(
+                int(nuisance_dim),
+                self.dim,
+                modes,
+                int(cfg.get("conditional_modes", modes)),
+                hidden_dim=cfg.get("hidden_dim"),
+                layer_norm=bool(cfg.get("layer_norm", True)),
+                **common,
+            )
+        self._trainable = [p for p in self.estimator.parameters() if p.requires_grad]
+        for p in self._trainable:
+            p.requires_grad_(False)
+        betas = tuple(float(b) for b in cfg.get("betas", (0.5, 0.999)))
+        self.optimizer = torch.optim.Adam(
+            self._trainable, lr=float(cfg.get("lr", 1e-3)), betas=betas
+        )
+
+    # -- the estimator -------------------------------------------------------------------------
+    def _marginal(self) -> MarginalKNIFE:
+        return self.estimator if self.name == "knife_entropy" else self.estimator.marginal
+
+    def _condition(self, nuisance: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if self.name == "knife_entropy":
+            return None
+        if nuisance is None:
+            raise ValueError("knife_mi needs the nuisance (labels or domain ids) in forward")
+        if nuisance.dtype in (torch.int64, torch.int32, torch.bool, torch.uint8):
+            return F.one_hot(nuisance.long().view(n), int(self.num_classes)).float()
+        return nuisance.float().view(n, -1)
+
+    def _estimate(self, x: torch.Tensor, condition: torch.Tensor | None):
+        if condition is None:
+            h = self.estimator(x)
+            return h, h, {}
+        out = self.estimator(condition, x)  # I(nuisance; x) = h(x) - h(x | nuisance)
+        extra = {
+            "knife_marginal_entropy": out.marginal_entropy,
+            "knife_conditional_entropy": out.conditional_entropy,
+        }
+        return out.mi, out.fit_loss, extra
+
+    def fit_step(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """One step of the estimator's own Adam on ``x`` (already detached); returns its loss."""
+        for p in self._trainable:
+            p.requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                _, fit_loss, _ = self._estimate(x, condition)
+                grads = torch.autograd.grad(fit_loss, self._trainable, allow_unused=True)
+        finally:
+            for p in self._trainable:
+                p.requires_grad_(False)
+        if torch.isfinite(fit_loss):  # a non-finite fit would poison Adam's moments: skip it
+            for p, g in zip(self._trainable, grads, strict=True):
+                p.grad = g
+            self.optimizer.step()
+        for p in self._trainable:
+            p.grad = None
+        return fit_loss.detach()
+
+    def forward(self, x: torch.Tensor, nuisance: torch.Tensor | None = None):
+        """Fit once on ``x.detach()``, then return (weighted signed estimate on ``x``, logs)."""
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            condition = self._condition(nuisance, x.shape[0])
+            marginal = self._marginal()
+            if not bool(marginal.initialized):
+                marginal.initialize(x.detach())
+            fit_loss = self.fit_step(x.detach(), condition)
+            estimate, _, extra = self._estimate(x, condition)
+        sign = -1.0 if self.direction == "maximize" else 1.0
+        logs = {self.name: estimate.detach(), "knife_fit_loss": fit_loss}
+        logs.update({k: v.detach() for k, v in extra.items()})
+        return sign * self.weight * estimate, logs
+
+    # -- checkpointing: the estimator's Adam state travels in the module's state_dict ------------
+    def get_extra_state(self):
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def set_extra_state(self, state) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def knife_entropy_diagnostic(
+    x: torch.Tensor,
+    steps: int = 300,
+    modes: int = 128,
+    batch_size: int = 128,
+    lr: float = 1e-2,
+    full_covariance: bool | str = "auto",
+    seed: int = 0,
+) -> float:
+    """Differential entropy (nats) of the rows of ``x`` by a fresh marginal KNIFE.
+
+    Intended as ``diag/embeddings/knife_entropy``: a collapsing representation shows up as a
+    falling entropy. Defaults follow the paper's Gaussian entropy experiment (Adam lr 1e-2,
+    batch 128, M = 128). The rows are split in two halves: the mixture is placed on and fitted to
+    the first, and the estimate is -mean log p on the second. Evaluating on the kernel samples
+    themselves would reward kernels shrinking onto them (the estimate would run to -inf).
+    Safe to call under ``torch.no_grad`` / ``inference_mode``; leaves the global RNG untouched.
+    Returns NaN with fewer than 4 rows.
+    """
+    n, dim = x.shape
+    if n < 4:
+        return math.nan
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []),
+    ):
+        torch.manual_seed(seed)
+        data = x.detach().clone().float()
+        data = data[torch.randperm(n, device=data.device)]
+        fit, held_out = data[: n // 2], data[n // 2 :]
+        model = MarginalKNIFE(
+            dim,
+            min(modes, fit.shape[0]),
+            full_covariance=_full_covariance(full_covariance, dim),
+            scale_init_from_data=True,
+        ).to(data.device)
+        model.initialize(fit)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(steps):
+            batch = fit[torch.randint(fit.shape[0], (min(batch_size, fit.shape[0]),))]
+            loss = model(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return float(model(held_out))
