@@ -14,11 +14,19 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from infossl.eval.diagnostics import collapse_report, is_collapsed, singular_values, spectrum_image
+from infossl.losses.knife_regularizer import knife_entropy_diagnostic
 
 
 class CollapseMonitor(pl.Callback):
-    def __init__(self, every_n_epochs: int, num_samples: int, collapse_fraction: float):
+    def __init__(
+        self,
+        every_n_epochs: int,
+        num_samples: int,
+        collapse_fraction: float,
+        knife_entropy: bool = False,
+    ):
         self.every_n_epochs = every_n_epochs
+        self.knife_entropy = knife_entropy
         self.num_samples = num_samples
         self.collapse_fraction = collapse_fraction
         self.views: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -40,6 +48,10 @@ class CollapseMonitor(pl.Callback):
         z2 = pl_module.projector(f2).float()
         pl_module.train(was_training)
         report = collapse_report(f1, z1, embeddings_view2=z2, features_view2=f2)
+        if self.knife_entropy:
+            # Differential entropy of the embeddings by a freshly fitted KNIFE: falls as the
+            # representation collapses (Pichler et al. 2022).
+            report["embeddings/knife_entropy"] = knife_entropy_diagnostic(z1)
         spectra = {"features": singular_values(f1), "embeddings": singular_values(z1)}
         return report, spectra, z1.shape[1]
 

@@ -23,6 +23,9 @@ from lightly.utils.scheduler import CosineWarmupScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from infossl.backbones import build_backbone
+from infossl.distributed import gather_cat, gather_cat_no_grad
+from infossl.losses.knife_regularizer import NAMES as KNIFE_NAMES
+from infossl.losses.knife_regularizer import KnifeRegularizer
 from infossl.reliability.nonfinite import NonFiniteGuard
 
 # Modules trained by their own optimizer (or not at all) and so kept out of the main one.
@@ -48,6 +51,13 @@ def mlp_projector(
     return ProjectionHead(blocks)
 
 
+def build_regularizer(spec: dict, dim: int) -> nn.Module:
+    """A training-time regularizer from its config entry (``regularizers: [...]``)."""
+    if spec.get("name") in KNIFE_NAMES:
+        return KnifeRegularizer(spec, dim)
+    raise ValueError(f"unknown regularizer '{spec.get('name')}'; use one of {KNIFE_NAMES}")
+
+
 class BaseMethod(pl.LightningModule):
     def __init__(self, cfg: dict, num_classes: int | None):
         super().__init__()
@@ -69,11 +79,21 @@ class BaseMethod(pl.LightningModule):
             self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
         else:
             self.online_probe = None
-        self.regularizers = nn.ModuleList()
+        # Extra terms from the config, e.g. a KNIFE entropy of the embeddings; each fits its own
+        # estimator with its own optimizer, so it stays out of configure_optimizers.
+        self.regularizers = nn.ModuleList(
+            build_regularizer(r, self._regularized_dim(r)) for r in cfg["regularizers"]
+        )
         training = cfg["training"]
         self.nonfinite_guard = NonFiniteGuard(
             training["skip_nonfinite"], inject_at_steps=tuple(training["inject_nan_at_steps"])
         )
+
+    def _regularized_dim(self, spec: dict) -> int:
+        on = spec.get("on", "embeddings")
+        if on not in ("embeddings", "features"):
+            raise ValueError(f"regularizer 'on' must be embeddings or features, not '{on}'")
+        return self.cfg["projector"]["output_dim"] if on == "embeddings" else self.feature_dim
 
     # ---- what a method provides -------------------------------------------------------------
     def build_projector(self) -> nn.Module:
@@ -104,9 +124,12 @@ class BaseMethod(pl.LightningModule):
 
         for regularizer in self.regularizers:
             source = embeddings if regularizer.on == "embeddings" else features
-            value, reg_logs = regularizer(source[0], nuisance=labels)
+            # The global batch, so every process fits an identical estimator (as CorInfoMax).
+            value, reg_logs = regularizer(
+                gather_cat(source[0]), nuisance=gather_cat_no_grad(labels)
+            )
             loss = loss + value
-            logs.update({f"train/{regularizer.log_name}/{k}": v for k, v in reg_logs.items()})
+            logs.update({f"train/{regularizer.name}/{k}": v for k, v in reg_logs.items()})
 
         probe_loss = self._online_probe_loss(features[0].detach(), labels, logs)
         loss = self.nonfinite_guard.maybe_inject(loss, self.global_step)

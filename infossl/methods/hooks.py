@@ -12,6 +12,8 @@ def extra_callbacks(cfg: dict) -> list[pl.Callback]:
         from infossl.eval.monitor import CollapseMonitor
 
         callbacks.append(
-            CollapseMonitor(d["every_n_epochs"], d["num_samples"], d["collapse_fraction"])
+            CollapseMonitor(
+                d["every_n_epochs"], d["num_samples"], d["collapse_fraction"], d["knife_entropy"]
+            )
         )
     return callbacks
