@@ -81,7 +81,9 @@ class LastCheckpointEveryEpoch(pl.Callback):
         self.path = path
 
     def on_train_epoch_end(self, trainer, pl_module):
-        trainer.save_checkpoint(self.path)
+        # The full training state; said explicitly, or Lightning logs "`weights_only` was not
+        # set, defaulting to `False`" at every save (about saving, easily misread as loading).
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class StopAfterEpoch(pl.Callback):

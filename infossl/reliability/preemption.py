@@ -105,7 +105,9 @@ class PreemptionCheckpoint(pl.Callback):
         if not requested:
             return
         self.requested_by = self.requested_by or "a signal on another process"
-        trainer.save_checkpoint(self.last_path)
+        # The full training state; said explicitly, or Lightning logs "`weights_only` was not
+        # set, defaulting to `False`" at every save (about saving, easily misread as loading).
+        trainer.save_checkpoint(self.last_path, weights_only=False)
         self.saved_step = trainer.global_step
         trainer.should_stop = True
         rank_zero_info(
