@@ -128,6 +128,36 @@ def resolve_views(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+REGULARIZER_TARGETS = ("embeddings", "features")
+
+
+def normalize_regularizers(cfg: DictConfig) -> DictConfig:
+    """Give every ``regularizers`` entry a string ``on`` key, and check where it points.
+
+    YAML 1.1 (PyYAML, hence OmegaConf, both in files and in ``key=value`` overrides) reads a
+    bare ``on`` as the boolean True, so ``{name: knife_entropy, on: embeddings}`` arrives as
+    ``{True: 'embeddings'}``; the key a user wrote is restored here, once, for all callers.
+    """
+    entries = []
+    for entry in OmegaConf.to_container(cfg.regularizers, resolve=True):
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ConfigError(
+                f"regularizer {entry!r} must be a mapping with a name, e.g. "
+                "{name: knife_entropy, on: embeddings, weight: 0.1}"
+            )
+        if True in entry:
+            entry["on"] = entry.pop(True)
+        entry.setdefault("on", "embeddings")
+        if entry["on"] not in REGULARIZER_TARGETS:
+            raise ConfigError(
+                f"regularizer {entry['name']}: on={entry['on']!r}; use one of "
+                f"{', '.join(REGULARIZER_TARGETS)}"
+            )
+        entries.append(entry)
+    cfg.regularizers = entries
+    return cfg
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks that need the whole config; each failure is one actionable line."""
     if cfg.data.batch_size < 2:

@@ -112,6 +112,7 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
     cfg = C.merge_values(cfg, req.flags)
     cfg = C.apply_overrides(cfg, req.overrides)
     cfg = C.resolve_views(cfg)
+    cfg = C.normalize_regularizers(cfg)
     C.validate(cfg)
     return ResolvedRun(cfg, run_dir, checkpoint, resuming_dir)
 

@@ -17,8 +17,19 @@ betas ([0.5, 0.999]), full_covariance (auto: only for dim <= 64, since the preci
 M d^2 parameters and N M d^2 work), use_tanh (False: tanh bounds the precision scale to [1/e, e],
 too narrow for embeddings of small spread), init_std (0.01), scale_init_from_data (True),
 nuisance_dim (a float nuisance's width; integer nuisances are one-hot with num_classes),
-hidden_dim (conditioning nets' width, default dim) and layer_norm (True, as the official config).
+hidden_dim (conditioning nets' width, default dim), layer_norm (True, as the official config) and
+standardize (True for knife_entropy, False for knife_mi; see below).
 ``on`` is not used here: it tells the caller which tensor to pass.
+
+Standardization (``standardize``; default on for the entropy, off for MI): the inputs are centred
+and scaled per dimension by their batch statistics before the estimator sees them, with the gradient
+flowing through the statistics. Differential entropy is not scale-invariant, h(aX) = h(X) + d log a,
+so maximizing the entropy of raw embeddings is unbounded: the encoder just scales them up (on digits
+the embeddings reached inf within 7 steps). Standardized, the term is h(X) - sum_j log sigma_j, the
+entropy of the dependence structure, bounded above by d/2 log(2 pi e) (a Gaussian with identity
+correlation): a non-parametric counterpart of CorInfoMax's log-det. MI is invariant to per-dimension
+affine maps, so ``knife_mi`` needs no standardization (it is off by default there, as in the
+official code, whose fit on raw features converged faster in our tests).
 
 Sign: the term is a loss to be *minimised*; ``maximize`` gives -weight * estimate.
 
@@ -39,6 +50,7 @@ from infossl.losses.knife import KNIFE, MarginalKNIFE
 
 NAMES = ("knife_entropy", "knife_mi")
 AUTO_FULL_COVARIANCE_MAX_DIM = 64
+STANDARDIZE_EPS = 1e-4  # added to the batch variance: a collapsed dimension is not blown up
 
 
 def _full_covariance(setting, dim: int) -> bool:
@@ -58,6 +70,7 @@ class KnifeRegularizer(nn.Module):
             raise ValueError(f"KNIFE regularizer name must be one of {NAMES}, got {self.name!r}")
         self.on = cfg.get("on", "embeddings")
         self.weight = float(cfg.get("weight", 1.0))
+        self.standardize = bool(cfg.get("standardize", self.name == "knife_entropy"))
         default_direction = "maximize" if self.name == "knife_entropy" else "minimize"
         self.direction = cfg.get("direction", default_direction)
         if self.direction not in ("maximize", "minimize"):
@@ -146,6 +159,8 @@ class KnifeRegularizer(nn.Module):
         """Fit once on ``x.detach()``, then return (weighted signed estimate on ``x``, logs)."""
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
+            if self.standardize:
+                x = standardize(x)
             condition = self._condition(nuisance, x.shape[0])
             marginal = self._marginal()
             if not bool(marginal.initialized):
@@ -163,6 +178,13 @@ class KnifeRegularizer(nn.Module):
 
     def set_extra_state(self, state) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Per-dimension batch standardization, differentiable through the batch statistics."""
+    mean = x.mean(0, keepdim=True)
+    var = x.var(0, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + STANDARDIZE_EPS)
 
 
 def knife_entropy_diagnostic(

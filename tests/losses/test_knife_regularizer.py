@@ -59,19 +59,35 @@ def test_call_takes_one_adam_step_on_the_estimator_and_term_gradient_reaches_onl
     assert not logs["knife_entropy"].requires_grad
 
 
-def test_term_value_and_input_gradient_equal_float64_reference_of_the_fitted_mixture():
+@pytest.mark.parametrize("standardize", [True, False])
+def test_term_value_and_input_gradient_equal_float64_reference_of_the_fitted_mixture(standardize):
     torch.manual_seed(1)
-    reg = KnifeRegularizer(ENTROPY, dim=3)
+    reg = KnifeRegularizer({**ENTROPY, "standardize": standardize}, dim=3)
     reg(torch.randn(32, 3))
-    x = torch.randn(32, 3, requires_grad=True)
+    x = (3.0 * torch.randn(32, 3) + 1.0).requires_grad_(True)
     term, logs = reg(x)  # maximize (default for entropy): term = -weight * h
     (grad,) = torch.autograd.grad(term, x)
     x64 = x.detach().double().requires_grad_(True)
-    ref = -0.5 * reference_entropy(reg.estimator, x64)
+    seen = x64
+    if standardize:  # per-dimension batch statistics, population variance + 1e-4, differentiable
+        seen = (x64 - x64.mean(0)) / torch.sqrt(x64.var(0, unbiased=False) + 1e-4)
+    ref = -0.5 * reference_entropy(reg.estimator, seen)
     (ref_grad,) = torch.autograd.grad(ref, x64)
     assert float(term.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
     assert float(logs["knife_entropy"]) == pytest.approx(-2 * float(ref.detach()), rel=1e-5)
     torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_standardized_entropy_ignores_the_scale_of_the_embeddings():
+    # Raw differential entropy grows by d log a under x -> a x, which an encoder maximizing it
+    # would exploit without bound; the standardized term must not move.
+    torch.manual_seed(4)
+    x = torch.randn(64, 3) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 1.0]])
+    reg = KnifeRegularizer({**ENTROPY, "lr": 0.0}, dim=3)
+    reg(x)
+    _, small = reg(x)
+    _, large = reg(1000.0 * x)
+    assert float(large["knife_entropy"]) == pytest.approx(float(small["knife_entropy"]), abs=1e-3)
 
 
 def test_minimize_direction_flips_the_sign():
