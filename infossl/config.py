@@ -128,6 +128,7 @@ def resolve_views(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+REGULARIZER_NAMES = ("knife_entropy", "knife_mi")
 REGULARIZER_TARGETS = ("embeddings", "features")
 
 
@@ -148,6 +149,17 @@ def normalize_regularizers(cfg: DictConfig) -> DictConfig:
         if True in entry:
             entry["on"] = entry.pop(True)
         entry.setdefault("on", "embeddings")
+        if entry["name"] not in REGULARIZER_NAMES:
+            raise ConfigError(
+                f"unknown regularizer '{entry['name']}'; use one of {', '.join(REGULARIZER_NAMES)}"
+            )
+        if entry["name"] == "knife_mi" and (
+            entry.get("nuisance", "label") != "label" or not entry.get("num_classes")
+        ):
+            raise ConfigError(
+                "regularizer knife_mi: the nuisance is the batch's labels (nuisance: label) and "
+                "needs num_classes, e.g. {name: knife_mi, nuisance: label, num_classes: 10}"
+            )
         if entry["on"] not in REGULARIZER_TARGETS:
             raise ConfigError(
                 f"regularizer {entry['name']}: on={entry['on']!r}; use one of "

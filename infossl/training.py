@@ -153,6 +153,11 @@ def run_training(req: TrainRequest) -> dict | None:
     devices = resolve_devices(plain["trainer"], req.gpus)
     datamodule = SSLDataModule(plain)
     datamodule.check_available()
+    if not datamodule.num_classes and any(r["name"] == "knife_mi" for r in plain["regularizers"]):
+        raise UserError(
+            f"regularizer knife_mi needs labels, and --data {plain['data']['name']} has none here; "
+            "use a labelled dataset or a knife_entropy term"
+        )
 
     launching = is_launching_process()
     if launching:

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from train_helpers import tensorboard_scalars, train
+from train_helpers import assert_one_line_error, run_script, tensorboard_scalars, train
 
 pytestmark = pytest.mark.slow
 
@@ -55,3 +55,19 @@ def test_knife_entropy_regularizer_fits_its_estimator_every_step_and_logs_its_va
     assert len(values) >= 4 and all(torch.isfinite(torch.tensor(values)))
     # The fit loss is the negative log-likelihood of the same batch: the entropy estimate.
     assert all(torch.isfinite(torch.tensor(fit_losses)))
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("regularizers=[{name: knife_entrpy}]", "unknown regularizer 'knife_entrpy'"),
+        ("regularizers=[{name: knife_mi, on: features}]", "needs num_classes"),
+        ("regularizers=[{name: knife_entropy, on: logits}]", "on='logits'"),
+    ],
+)
+def test_bad_regularizer_entry_is_one_line_before_anything_is_written(tmp_path, override, needle):
+    result = run_script(
+        "train.py", "--method", "infonce", "--data", "digits", "--run-dir", str(tmp_path), override
+    )
+    assert_one_line_error(result, needle)
+    assert not any(tmp_path.iterdir())

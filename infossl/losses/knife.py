@@ -230,6 +230,7 @@ class KNIFE(nn.Module):
         conditional_modes: int = 128,
         *,
         full_covariance: bool = True,
+        conditional_full_covariance: bool | None = None,
         use_tanh: bool = False,
         learn_weights: bool = True,
         init_std: float = 1e-2,
@@ -255,7 +256,11 @@ class KNIFE(nn.Module):
             hidden_dim=hidden_dim,
             layers=layers,
             layer_norm=layer_norm,
-            full_covariance=full_covariance,
+            full_covariance=(
+                full_covariance
+                if conditional_full_covariance is None
+                else conditional_full_covariance
+            ),
             use_tanh=use_tanh,
         )
 

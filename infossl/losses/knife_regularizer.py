@@ -10,15 +10,18 @@ Its fit uses ``torch.autograd.grad`` rather than ``.backward()``, so no DDP redu
 
 Config (one dict, e.g. a YAML entry):
     {name: knife_entropy, on: embeddings|features, weight: 0.1, direction: maximize}
-    {name: knife_mi, on: embeddings, nuisance: label|domain, num_classes: 10, weight: 0.1,
+    {name: knife_mi, on: embeddings, nuisance: label, num_classes: 10, weight: 0.1,
      direction: minimize|maximize}
+(the methods pass the batch's labels as the nuisance; a dataset whose labels are domain indices
+gives a domain-invariance term)
 Optional keys: dim (else the ``dim`` argument), modes (128), conditional_modes (128), lr (1e-3),
-betas ([0.5, 0.999]), full_covariance (auto: only for dim <= 64, since the precision factors cost
-M d^2 parameters and N M d^2 work), use_tanh (False: tanh bounds the precision scale to [1/e, e],
-too narrow for embeddings of small spread), init_std (0.01), scale_init_from_data (True),
-nuisance_dim (a float nuisance's width; integer nuisances are one-hot with num_classes),
-hidden_dim (conditioning nets' width, default dim), layer_norm (True, as the official config) and
-standardize (True for knife_entropy, False for knife_mi; see below).
+betas ([0.5, 0.999]), full_covariance (auto: only for dim <= 64, since the precision factors cost M
+d^2 parameters and N M d^2 work), conditional_full_covariance (auto: only for dim <= 16), use_tanh
+(False: tanh bounds the precision scale to [1/e, e], too narrow for embeddings of small spread),
+init_std (0.01), scale_init_from_data (True), nuisance_dim (a float nuisance's width; integer
+nuisances are one-hot with num_classes), hidden_dim (conditioning nets' width, default dim),
+layer_norm (True, as the official config) and standardize (True for knife_entropy, False for
+knife_mi; see below).
 ``on`` is not used here: it tells the caller which tensor to pass.
 
 Standardization (``standardize``; default on for the entropy, off for MI): the inputs are centred
@@ -50,12 +53,15 @@ from infossl.losses.knife import KNIFE, MarginalKNIFE
 
 NAMES = ("knife_entropy", "knife_mi")
 AUTO_FULL_COVARIANCE_MAX_DIM = 64
+# The conditional kernel's L is an output of a network, M d^2 numbers per *sample*: at d = 64,
+# M = 128 that is a 524k-wide last layer and 0.3 G floats per batch of 640 (5 s a step on CPU).
+AUTO_CONDITIONAL_FULL_COVARIANCE_MAX_DIM = 16
 STANDARDIZE_EPS = 1e-4  # added to the batch variance: a collapsed dimension is not blown up
 
 
-def _full_covariance(setting, dim: int) -> bool:
+def _full_covariance(setting, dim: int, auto_max_dim: int = AUTO_FULL_COVARIANCE_MAX_DIM) -> bool:
     if setting in (None, "auto"):
-        return dim <= AUTO_FULL_COVARIANCE_MAX_DIM
+        return dim <= auto_max_dim
     return bool(setting)
 
 
@@ -102,6 +108,11 @@ class KnifeRegularizer(nn.Module):
                 int(cfg.get("conditional_modes", modes)),
                 hidden_dim=cfg.get("hidden_dim"),
                 layer_norm=bool(cfg.get("layer_norm", True)),
+                conditional_full_covariance=_full_covariance(
+                    cfg.get("conditional_full_covariance", "auto"),
+                    self.dim,
+                    AUTO_CONDITIONAL_FULL_COVARIANCE_MAX_DIM,
+                ),
                 **common,
             )
         self._trainable = [p for p in self.estimator.parameters() if p.requires_grad]
