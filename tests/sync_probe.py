@@ -34,7 +34,9 @@ class HostSyncProbe(TorchDispatchMode):
         name = func.__name__.split(".")[0]
         if name in SYNCING or str(func) == "aten.repeat_interleave.Tensor":
             self.syncs.append(str(func))
-        if name in ("index", "index_put", "index_put_") and len(args) > 1:
-            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] or []):
-                self.syncs.append(f"{func} with a boolean mask")
+        indices = args[1] if name in ("index", "index_put", "index_put_") else None
+        if isinstance(indices, list | tuple) and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices
+        ):
+            self.syncs.append(f"{func} with a boolean mask")
         return func(*args, **(kwargs or {}))
