@@ -327,7 +327,12 @@ class GPUMultiViewAugment(nn.Module):
         return views
 
 
-def build_gpu_input_transform(image_size: int) -> T.Compose:
-    """CPU side of GPU augmentation: a uint8 (3, S, S) tensor per image, so images of any size
-    stack into one batch (short side to S, centre crop; CIFAR/STL/digits pass unchanged)."""
+def build_gpu_input_transform(image_size: int, native_size: int | None = None):
+    """CPU side of GPU augmentation: a uint8 (3, H, W) tensor per image. Fixed-size datasets
+    (CIFAR, STL-10, digits: ``native_size`` known) pass unchanged, so crops are taken from the
+    full-resolution image as on the CPU; folders of mixed sizes are resized (short side to
+    ``image_size``, centre crop) so they stack into one batch, which lowers the resolution
+    crops are taken from (use ``data.augment_on: cpu`` for large-image folders)."""
+    if native_size is not None:
+        return T.PILToTensor()
     return T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.PILToTensor()])
