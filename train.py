@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, help="processes per node (DDP when > 1)")
     p.add_argument("--num-nodes", type=int)
     p.add_argument("--precision", help="32, 16-mixed or bf16-mixed")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the backbone (trainer.compile)",
+    )
+    p.add_argument("--augment-on", help="cpu, gpu or auto: where the views are made")
     p.add_argument("--resume", help="PATH to a checkpoint, or 'auto' for this run's newest")
     p.add_argument("--run-dir", default="runs", help="parent of run directories (default: runs)")
     p.add_argument("--name", help="run name (default: <method>-<data>)")
@@ -68,6 +75,8 @@ FLAG_TO_KEY = {
     "devices": "trainer.devices",
     "num_nodes": "trainer.num_nodes",
     "precision": "trainer.precision",
+    "compile": "trainer.compile",
+    "augment_on": "data.augment_on",
     "seed": "seed",
 }
 

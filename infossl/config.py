@@ -185,6 +185,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"epochs must be at least 1, got {cfg.trainer.epochs}")
     if cfg.checkpoint.every_n_epochs < 1:
         raise ConfigError("checkpoint.every_n_epochs must be at least 1")
+    from infossl.speed import check_speed_config  # imports ConfigError from here
+
+    check_speed_config(cfg)
 
 
 def to_plain(cfg: DictConfig) -> dict:

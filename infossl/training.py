@@ -38,6 +38,7 @@ from infossl.rundir import (
     write_config,
 )
 from infossl.runtime import resolve_devices, strategy_for
+from infossl.speed import apply_to_model, resolve_speed
 
 DEFAULT_DATA = "cifar10"  # the papers' benchmark; the offline demo passes --data digits
 
@@ -151,7 +152,8 @@ def run_training(req: TrainRequest) -> dict | None:
     cfg = run.cfg
     plain = C.to_plain(cfg)
     devices = resolve_devices(plain["trainer"], req.gpus)
-    datamodule = SSLDataModule(plain)
+    speed = resolve_speed(plain, devices["accelerator"])
+    datamodule = SSLDataModule(plain, speed)
     datamodule.check_available()
     if not datamodule.num_classes and any(r["name"] == "knife_mi" for r in plain["regularizers"]):
         raise UserError(
@@ -168,7 +170,7 @@ def run_training(req: TrainRequest) -> dict | None:
             print(f"resuming from {run.checkpoint}")
 
     pl.seed_everything(plain["seed"], workers=True, verbose=False)
-    method = METHODS[plain["method"]](plain, datamodule.num_classes)
+    method = apply_to_model(METHODS[plain["method"]](plain, datamodule.num_classes), speed)
     last = checkpoint_dir(run.run_dir) / "last.ckpt"
     method.nonfinite_guard.last_checkpoint = lambda: str(last) if last.is_file() else None
     t = plain["trainer"]
@@ -185,6 +187,7 @@ def run_training(req: TrainRequest) -> dict | None:
         and devices["accelerator"] == "gpu"
         and devices["devices"] * t["num_nodes"] > 1,
         deterministic=t["deterministic"],
+        benchmark=speed["cudnn_benchmark"],
         log_every_n_steps=t["log_every_n_steps"],
         default_root_dir=str(run.run_dir),  # where Lightning's SLURM requeue saves hpc_ckpt_*
         logger=TensorBoardLogger(
@@ -234,6 +237,7 @@ def run_training(req: TrainRequest) -> dict | None:
         "global_step": trainer.global_step,
         "devices": devices["devices"] * t["num_nodes"],
         "precision": devices["precision"],
+        "speed": speed,
         "resumed_from": str(run.checkpoint) if run.checkpoint else None,
         "status": status,
         "nonfinite_skipped": method.nonfinite_guard.skipped,

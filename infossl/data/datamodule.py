@@ -1,5 +1,10 @@
 """LightningDataModule: multi-view training batches, plain validation batches for the probe,
-and a fixed pair-of-views subset for the collapse diagnostics."""
+and a fixed pair-of-views subset for the collapse diagnostics.
+
+With ``data.augment_on: gpu`` the training loader yields uint8 images and the views are made
+after the batch reached the training device (``on_after_batch_transfer``, which Lightning
+calls on the datamodule when it defines it), by ``GPUMultiViewAugment`` with per-sample
+parameters drawn from the same distributions as the CPU pipeline."""
 
 from __future__ import annotations
 
@@ -8,13 +13,16 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from infossl.data.datasets import build_dataset, dataset_info
+from infossl.data.gpu_augment import GPUMultiViewAugment, build_gpu_input_transform
 from infossl.data.transforms import build_eval_transform, build_multiview_transform
 from infossl.reliability.safe_images import (
+    Batch,
     SafeImageLoader,
     SubstituteBadItems,
     collate_with_skips,
     skip_transform,
 )
+from infossl.speed import resolve_speed
 
 
 def _fixed_subset(dataset, fraction_or_count: float, seed: int):
@@ -29,13 +37,18 @@ def _fixed_subset(dataset, fraction_or_count: float, seed: int):
 
 
 class SSLDataModule(pl.LightningDataModule):
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, speed: dict | None = None):
+        """``speed``: ``infossl.speed.resolve_speed(cfg, accelerator)`` (CPU values if None)."""
         super().__init__()
         self.cfg = cfg
+        self.speed = speed or resolve_speed(cfg, "cpu")
         d = cfg["data"]
         self.info = dataset_info(d["name"], d["dir"])
         self.mean, self.std = self.info["mean"], self.info["std"]
         self.train_set = self.val_set = None
+        self.gpu_augment = None
+        if self.speed["augment_on"] == "gpu":
+            self.gpu_augment = GPUMultiViewAugment(d["views"], d["image_size"], self.mean, self.std)
 
     @property
     def num_classes(self) -> int | None:
@@ -61,7 +74,10 @@ class SSLDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         d = self.cfg["data"]
-        views = build_multiview_transform(d["views"], d["image_size"], self.mean, self.std)
+        if self.gpu_augment is None:
+            views = build_multiview_transform(d["views"], d["image_size"], self.mean, self.std)
+        else:  # uint8 tensors at the native size (fixed-size datasets) or image_size (folders)
+            views = build_gpu_input_transform(d["image_size"], self.info["image_size"])
         train = self._build("train", views)
         self.train_set = _fixed_subset(train, d["train_fraction"], self.cfg["seed"])
         self.val_set = self._build(
@@ -69,7 +85,7 @@ class SSLDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        d = self.cfg["data"]
+        d, speed = self.cfg["data"], self.speed
         workers = d["num_workers"]
         return DataLoader(
             dataset,
@@ -77,10 +93,22 @@ class SSLDataModule(pl.LightningDataModule):
             shuffle=shuffle,
             drop_last=drop_last,
             num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            persistent_workers=speed["persistent_workers"] and workers > 0,
+            pin_memory=speed["pin_memory"],
+            prefetch_factor=speed["prefetch_factor"] if workers > 0 else None,
             collate_fn=collate_with_skips,
         )
+
+    def augment_batch(self, batch: Batch) -> Batch:
+        """uint8 images on their device -> the configured views (no host synchronisation)."""
+        images = batch[0]
+        self.gpu_augment.to(images.device)  # its mean/std buffers; a no-op after the first
+        return Batch(self.gpu_augment(images), batch[1], batch[2])
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.gpu_augment is not None and self.trainer is not None and self.trainer.training:
+            return self.augment_batch(batch)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         # drop_last: contrastive and covariance losses need full, equal-sized local batches.

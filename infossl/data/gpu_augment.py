@@ -185,15 +185,32 @@ def sample_jitter(batch: int, strengths, device=None, generator=None) -> tuple[T
 
 def color_jitter(x: Tensor, factors: Tensor, order: Tensor, active: Tensor, strengths) -> Tensor:
     """Apply each sample's four adjustments in its own order, only where ``active``. An
-    adjustment whose strength is 0 is skipped, as torchvision skips it (its factor is neutral)."""
-    x = x.clone()
+    adjustment whose strength is 0 is skipped, as torchvision skips it (its factor is neutral).
+
+    No host synchronisation: every position computes its adjustment for the whole batch and
+    ``torch.where`` keeps it for the samples whose order puts that op there (indexing the
+    selected samples would need ``nonzero()``, a device-to-host copy, four times per view).
+    Brightness, contrast and saturation are all torchvision's ``_blend(x, other, f)`` with
+    other = 0, the image's mean grey or its grey image, so one blend serves all three."""
+    blend_ops = [op for op in range(3) if strengths[op] != 0]
     for position in range(4):
-        for op, adjust in enumerate(_ADJUST):
-            if strengths[op] == 0:
-                continue
-            idx = (active & (order[:, position] == op)).nonzero().squeeze(1)
-            if idx.numel():
-                x[idx] = adjust(x[idx], factors[idx, op])
+        op = order[:, position]
+        use_blend = torch.zeros_like(active)
+        for k in blend_ops:
+            use_blend = use_blend | (op == k)
+        use_blend = (active & use_blend).view(-1, 1, 1, 1)
+        gray = grayscale(x)
+        mean = gray[:, :1].mean(dim=(1, 2, 3), keepdim=True)
+        other = torch.where(
+            (op == 0).view(-1, 1, 1, 1),
+            torch.zeros_like(mean),
+            torch.where((op == 1).view(-1, 1, 1, 1), mean, gray),
+        )
+        factor = factors.gather(1, op.clamp(max=2)[:, None]).squeeze(1)
+        x = torch.where(use_blend, _blend(x, other, factor), x)
+        if strengths[3] != 0:
+            use_hue = (active & (op == 3)).view(-1, 1, 1, 1)
+            x = torch.where(use_hue, adjust_hue(x, factors[:, 3]), x)
     return x
 
 
@@ -250,9 +267,9 @@ def augment_view(
     blur = _mask(batch, view["blur_p"], device, generator)
     lo, hi = view["blur_sigma"]
     sigma = _uniform((batch,), lo, hi, device, generator)
-    idx = blur.nonzero().squeeze(1)
-    if idx.numel():
-        out[idx] = gaussian_blur(out[idx], sigma[idx], blur_kernel_size(hi, size))
+    # Blurred for the whole batch and selected with where: no nonzero() host sync.
+    blurred = gaussian_blur(out, sigma, blur_kernel_size(hi, size))
+    out = torch.where(blur.view(-1, 1, 1, 1), blurred, out)
     solar = _mask(batch, view["solarize_p"], device, generator)
     out = torch.where(solar.view(-1, 1, 1, 1), solarize(out), out)
     flip = _mask(batch, view["hflip_p"], device, generator)
@@ -310,7 +327,12 @@ class GPUMultiViewAugment(nn.Module):
         return views
 
 
-def build_gpu_input_transform(image_size: int) -> T.Compose:
-    """CPU side of GPU augmentation: a uint8 (3, S, S) tensor per image, so images of any size
-    stack into one batch (short side to S, centre crop; CIFAR/STL/digits pass unchanged)."""
+def build_gpu_input_transform(image_size: int, native_size: int | None = None):
+    """CPU side of GPU augmentation: a uint8 (3, H, W) tensor per image. Fixed-size datasets
+    (CIFAR, STL-10, digits: ``native_size`` known) pass unchanged, so crops are taken from the
+    full-resolution image as on the CPU; folders of mixed sizes are resized (short side to
+    ``image_size``, centre crop) so they stack into one batch, which lowers the resolution
+    crops are taken from (use ``data.augment_on: cpu`` for large-image folders)."""
+    if native_size is not None:
+        return T.PILToTensor()
     return T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.PILToTensor()])

@@ -46,12 +46,12 @@ def nt_xent_terms(
         # Row i < n is view-1 sample offset+i; its positive is view-2 of the same sample.
         self_cols = torch.cat([local_idx, local_idx + total])
         positive_cols = torch.cat([local_idx + total, local_idx])
-        rows = torch.arange(2 * n, device=z1.device)
-        logits = logits.masked_fill(
-            F.one_hot(self_cols, 2 * total).bool(), float("-inf")
-        )  # an anchor is never its own negative
+        # An anchor is never its own negative. The mask is an index comparison, not F.one_hot,
+        # which checks its input's range with a host sync.
+        cols = torch.arange(2 * total, device=z1.device)
+        logits = logits.masked_fill(cols[None, :] == self_cols[:, None], float("-inf"))
         log_partition = torch.logsumexp(logits, dim=1)
-        positive = logits[rows, positive_cols]
+        positive = logits.gather(1, positive_cols[:, None]).squeeze(1)
         loss = (log_partition - positive).mean()
     return {
         "loss": loss,

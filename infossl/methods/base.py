@@ -88,6 +88,9 @@ class BaseMethod(pl.LightningModule):
         self.nonfinite_guard = NonFiniteGuard(
             training["skip_nonfinite"], inject_at_steps=tuple(training["inject_nan_at_steps"])
         )
+        # Set by infossl.speed.apply_to_model (trainer.channels_last): inputs are converted to
+        # NHWC to match the weights.
+        self.channels_last = False
 
     def _regularized_dim(self, spec: dict) -> int:
         on = spec.get("on", "embeddings")
@@ -114,6 +117,8 @@ class BaseMethod(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         views, labels = batch[0], batch[1]
+        if self.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         # One forward per view, as solo-learn and the official CorInfoMax code do: BatchNorm
         # statistics are per view (synchronised across processes by SyncBatchNorm).
         features = [self.backbone(v) for v in views]
@@ -134,24 +139,46 @@ class BaseMethod(pl.LightningModule):
         probe_loss = self._online_probe_loss(features[0].detach(), labels, logs)
         loss = self.nonfinite_guard.maybe_inject(loss, self.global_step)
         logs["train/loss"] = loss.detach()
-        if self.nonfinite_guard.check(loss, logs, self.global_step):
-            return None  # Lightning skips backward and the optimizer step for this batch
+        guard = self.nonfinite_guard
+        if guard.syncs_every_step:  # skipping must be decided before backward: one sync
+            if guard.check(loss, logs, self.global_step):
+                return None  # Lightning skips backward and the optimizer step for this batch
+        else:  # stopping: a device-side flag, read in on_train_batch_end at logging steps
+            guard.record(loss, logs, self.global_step)
         logs["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log_dict(logs, on_step=True, on_epoch=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
         return loss + probe_loss
 
     def _online_probe_loss(self, features: torch.Tensor, labels: torch.Tensor, logs: dict):
+        """Cross-entropy over the labelled samples (label -1: unlabelled, e.g. STL-10's extra
+        split). Masked sums rather than ``features[labels >= 0]``: boolean indexing copies the
+        count to the host (a sync every step). With no labelled sample the loss is 0."""
         if self.online_probe is None:
             return features.new_zeros(())
         labelled = labels >= 0
-        logits = self.online_probe(features[labelled])
-        if logits.shape[0] == 0:
-            return features.new_zeros(())
-        probe_loss = F.cross_entropy(logits, labels[labelled])
+        count = labelled.sum().clamp(min=1)
+        logits = self.online_probe(features)
+        per_sample = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+        probe_loss = (per_sample * labelled).sum() / count
         logs["train/online_probe_loss"] = probe_loss.detach()
-        logs["train/online_top1"] = (logits.argmax(1) == labels[labelled]).float().mean()
+        correct = (logits.argmax(1) == labels) & labelled
+        logs["train/online_top1"] = correct.sum() / count
         return probe_loss
+
+    # The non-finite guard's device flag is read where the host waits anyway or must know.
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.nonfinite_guard.raise_if_recorded()
+
+    def on_train_epoch_end(self):
+        self.nonfinite_guard.raise_if_recorded()
+
+    def on_save_checkpoint(self, checkpoint):
+        self.nonfinite_guard.raise_if_recorded()  # never save the weights of a NaN update
+
+    def on_train_end(self):
+        self.nonfinite_guard.raise_if_recorded()
 
     def validation_step(self, batch, batch_idx):
         images, labels = batch[0], batch[1]

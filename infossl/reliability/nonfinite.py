@@ -1,23 +1,31 @@
 """NaN / Inf losses: stop with a message naming the step, every loss term and the last good
 checkpoint (default), or skip up to ``training.skip_nonfinite`` batches with a warning each.
 
-Wiring (method base, ``training_step``)::
+Stopping (``skip_nonfinite: 0``, the default) costs no host-device synchronisation per step:
+``record`` keeps, on the device, the first non-finite step and its term values (a few scalar
+``torch.where``), and ``raise_if_recorded`` reads them (one scalar copy) only where the host
+waits anyway or must know: at logging steps, at the end of an epoch, before any checkpoint is
+written (so a checkpoint never holds the weights of a non-finite update) and at the end of
+training. The run stops up to ``log_every_n_steps`` steps after the bad one; the message names
+the bad step. Wiring (method base)::
 
-    loss, terms = ...
+    self.nonfinite_guard.record(loss, terms, self.global_step)     # every step, no sync
+    self.nonfinite_guard.raise_if_recorded()                       # logging steps, checkpoints
+
+Skipping (``skip_nonfinite > 0``) must decide *before* backward, so ``check`` syncs once per
+step (``bool(torch.isfinite(loss))``: one scalar copied to the host once the forward pass has
+run); the term values are copied only on a non-finite step::
+
     if self.nonfinite_guard.check(loss, terms, self.global_step):
         return None  # Lightning then skips backward; no parameter or optimizer state changes
 
 A skipped batch still counts in ``trainer.global_step`` and advances a step-interval LR
 schedule: Lightning calls ``optimizer.step`` with a closure that returned None, and torch
 optimizers skip parameters without a gradient (tests/reliability/test_nonfinite.py).
-
-Cost: one host-device synchronisation per step (``bool(torch.isfinite(loss))``: one scalar
-copied to the host once the forward pass has run), the price of deciding *before* the optimizer
-step; the term values are copied to the host only on a non-finite step. Deciding without a
-sync would need the decision inside the optimizer (as AMP's GradScaler does with
-``found_inf``), which still syncs in ``scaler.step``. Under DDP every process must take the same
-decision or the next gradient all-reduce hangs (one skipping backward while the other waits in
-it): pass ``reduce_any`` (e.g. ``lambda b: trainer.strategy.reduce_boolean_decision(b,
+Deciding without a sync would need the decision inside the optimizer (as AMP's GradScaler does
+with ``found_inf``), which still syncs in ``scaler.step``. Under DDP every process must take the
+same decision or the next gradient all-reduce hangs (one skipping backward while the other
+waits in it): pass ``reduce_any`` (e.g. ``lambda b: trainer.strategy.reduce_boolean_decision(b,
 all=False)``, one more all-reduce per step) so a non-finite loss on any process skips the batch
 on all. Skipping backward on *every* process is fine for DDP (checked with torch 2.15, both
 ``find_unused_parameters`` settings).
@@ -72,6 +80,13 @@ class NonFiniteGuard:
         self.inject_at_steps = set(inject_at_steps)
         self.reduce_any = reduce_any  # e.g. partial(strategy.reduce_boolean_decision, all=False)
         self.skipped = 0
+        self._first_bad_step: torch.Tensor | None = None  # -1 while every loss was finite
+        self._bad_terms: dict[str, torch.Tensor] = {}
+
+    @property
+    def syncs_every_step(self) -> bool:
+        """Skipping (or a cross-process decision) needs ``check``; stopping uses ``record``."""
+        return self.skip_limit > 0 or self.reduce_any is not None
 
     def set_last_checkpoint(self, path_or_callable: str | Callable[[], str | None]) -> None:
         self.last_checkpoint = (
@@ -102,4 +117,35 @@ class NonFiniteGuard:
         raise NonFiniteLossError(
             f"non-finite loss at step {step} ({detail}); stopped after {self.skipped} skipped "
             f"batch(es) (training.skip_nonfinite={self.skip_limit}); last good checkpoint: {last}"
+        )
+
+    def record(self, loss: torch.Tensor, terms: dict, step: int) -> None:
+        """Remember the first non-finite step and its tensor terms, on the device, no sync."""
+        loss = loss.detach()
+        if self._first_bad_step is None:
+            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+        new = (~torch.isfinite(loss).all()) & (self._first_bad_step < 0)
+        self._first_bad_step = torch.where(new, step, self._first_bad_step)
+        for name, value in {"loss": loss, **terms}.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach()
+                kept = self._bad_terms.get(name)
+                if kept is None or kept.shape != value.shape:
+                    kept = torch.zeros_like(value)
+                self._bad_terms[name] = torch.where(new, value, kept)
+
+    def raise_if_recorded(self) -> None:
+        """Raise ``NonFiniteLossError`` if ``record`` saw a non-finite loss (one scalar sync)."""
+        if self._first_bad_step is None:
+            return
+        step = int(self._first_bad_step)
+        if step < 0:
+            return
+        terms = dict(self._bad_terms)
+        if any(k.endswith("/loss") for k in terms):
+            terms.pop("loss")  # the method's own name for it is in the terms
+        last = self.last_checkpoint() or "none yet"
+        raise NonFiniteLossError(
+            f"non-finite loss at step {step} ({describe_terms(terms)}); stopped "
+            f"(training.skip_nonfinite={self.skip_limit}); last good checkpoint: {last}"
         )

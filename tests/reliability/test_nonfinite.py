@@ -96,3 +96,28 @@ def test_in_a_trainer_past_the_limit_the_error_reaches_the_caller(tmp_path):
     module = _NanAtSteps(nan_steps=(2,), skip_limit=0)
     with pytest.raises(NonFiniteLossError, match="non-finite loss at step 2"):
         make_trainer(tmp_path, max_epochs=1).fit(module)
+
+
+def test_stop_mode_records_on_device_without_a_sync_and_names_the_first_bad_step():
+    from sync_probe import HostSyncProbe
+
+    guard = NonFiniteGuard(skip_limit=0)
+    guard.set_last_checkpoint("/runs/x/checkpoints/last.ckpt")
+    assert not guard.syncs_every_step
+    with HostSyncProbe() as probe:
+        guard.record(torch.tensor(1.0), {"train/loss": torch.tensor(1.0)}, step=4)
+        guard.record(NAN, {"train/loss": NAN, "train/kl": torch.tensor(3.5)}, step=5)
+        guard.record(torch.tensor(2.0), {"train/loss": torch.tensor(2.0)}, step=6)
+        guard.record(NAN, {"train/loss": NAN, "train/kl": torch.tensor(9.0)}, step=7)
+    assert probe.syncs == []
+    with pytest.raises(NonFiniteLossError) as err:
+        guard.raise_if_recorded()
+    assert str(err.value) == (
+        "non-finite loss at step 5 (train/loss=nan, train/kl=3.5); stopped "
+        "(training.skip_nonfinite=0); last good checkpoint: /runs/x/checkpoints/last.ckpt"
+    )
+    finite = NonFiniteGuard(skip_limit=0)
+    finite.raise_if_recorded()  # nothing recorded yet
+    finite.record(torch.tensor(1.0), {}, step=0)
+    finite.raise_if_recorded()  # only finite losses
+    assert NonFiniteGuard(skip_limit=1).syncs_every_step  # skipping decides before backward

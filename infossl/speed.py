@@ -1,0 +1,70 @@
+"""Speed switches (``data.augment_on``, ``data.pin_memory``, ``data.persistent_workers``,
+``data.prefetch_factor``, ``trainer.channels_last``, ``trainer.compile``,
+``trainer.cudnn_benchmark``): each ``auto`` resolved to the fastest safe choice for the device
+the run trains on, and applied to the model in one place."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from infossl.config import ConfigError
+
+SMALL_IMAGES = 64  # GPU augmentation pays off where the CPU pipeline is the bottleneck
+
+
+def _auto_bool(value, default: bool, key: str) -> bool:
+    if value == "auto":
+        return default
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key} must be auto, true or false, not '{value}'")
+
+
+def check_speed_config(cfg: dict) -> None:
+    """Value checks that need no device (run by config.validate before anything is written)."""
+    resolve_speed(cfg, "cpu")
+
+
+def resolve_speed(cfg: dict, accelerator: str) -> dict:
+    """Concrete values for a run on ``accelerator`` ('cpu' or 'gpu')."""
+    d, t = cfg["data"], cfg["trainer"]
+    cuda = accelerator == "gpu"
+    augment_on = d["augment_on"]
+    if augment_on == "auto":
+        augment_on = "gpu" if cuda and d["image_size"] <= SMALL_IMAGES else "cpu"
+    if augment_on not in ("cpu", "gpu"):
+        raise ConfigError(f"data.augment_on must be auto, cpu or gpu, not '{d['augment_on']}'")
+    prefetch = d["prefetch_factor"]
+    if prefetch == "auto":
+        prefetch = 4 if cuda else 2
+    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+        raise ConfigError(f"data.prefetch_factor must be auto or an integer >= 1, not {prefetch}")
+    if not isinstance(t["compile"], bool):
+        raise ConfigError(f"trainer.compile must be true or false, not '{t['compile']}'")
+    if not isinstance(d["persistent_workers"], bool):
+        raise ConfigError("data.persistent_workers must be true or false")
+    return {
+        "augment_on": augment_on,
+        "pin_memory": _auto_bool(d["pin_memory"], cuda, "data.pin_memory"),
+        "persistent_workers": d["persistent_workers"],
+        "prefetch_factor": prefetch,
+        "channels_last": _auto_bool(t["channels_last"], True, "trainer.channels_last"),
+        "compile": t["compile"],
+        "compile_backend": t["compile_backend"],
+        "cudnn_benchmark": _auto_bool(
+            t["cudnn_benchmark"], cuda and not t["deterministic"], "trainer.cudnn_benchmark"
+        ),
+    }
+
+
+def apply_to_model(method: nn.Module, speed: dict) -> nn.Module:
+    """channels_last weights (the method converts its inputs, see BaseMethod.training_step)
+    and ``torch.compile`` of the backbone in place: ``Module.compile`` keeps the module and its
+    state_dict keys, so checkpoints load with or without it."""
+    if speed["channels_last"]:
+        method.to(memory_format=torch.channels_last)
+        method.channels_last = True
+    if speed["compile"]:
+        method.backbone.compile(backend=speed["compile_backend"])
+    return method
