@@ -143,6 +143,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"epochs must be at least 1, got {cfg.trainer.epochs}")
     if cfg.checkpoint.every_n_epochs < 1:
         raise ConfigError("checkpoint.every_n_epochs must be at least 1")
+    if cfg.data.class_split and not str(cfg.method).startswith("dml-"):
+        raise ConfigError(
+            "data.class_split=true trains on half of the classes and validates on the others, "
+            "which only the metric-learning methods (dml-ce, dml-pairwise) evaluate; drop it "
+            f"for --method {cfg.method}"
+        )
 
 
 def to_plain(cfg: DictConfig) -> dict:
