@@ -63,8 +63,13 @@ def num_train_classes(num_classes: int) -> int:
 
 
 def class_split_dataset(
-    name: str, root, part: str, num_classes: int | None, transform=None,
-    download: bool = False, loader=None,
+    name: str,
+    root,
+    part: str,
+    num_classes: int | None,
+    transform=None,
+    download: bool = False,
+    loader=None,
 ) -> LabelledSubset:
     """The images of the first (``part='train'``) or second (``'test'``) half of the classes."""
     if part not in PARTS:

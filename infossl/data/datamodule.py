@@ -51,7 +51,12 @@ class SSLDataModule(pl.LightningDataModule):
             # the unseen second half.
             part = "train" if split == "train" else "test"
             return class_split_dataset(
-                d["name"], d["dir"], part, self.info["num_classes"], transform, d["download"],
+                d["name"],
+                d["dir"],
+                part,
+                self.info["num_classes"],
+                transform,
+                d["download"],
                 loader,
             )
         return build_dataset(d["name"], d["dir"], split, transform, d["download"], loader=loader)

@@ -114,7 +114,15 @@ def run_evaluation(args) -> dict:
         from infossl.eval.retrieval_protocol import run_retrieval
 
         return run_retrieval(
-            args, backbone, feature_dim, device, settings, cfg, data, data_dir, run_dir,
+            args,
+            backbone,
+            feature_dim,
+            device,
+            settings,
+            cfg,
+            data,
+            data_dir,
+            run_dir,
             checkpoint,
         )
     size = cfg["data"]["image_size"]

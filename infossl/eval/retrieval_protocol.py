@@ -75,8 +75,11 @@ def run_retrieval(
         )
     model, embedding = embedding_model(backbone, feature_dim, cfg, checkpoint, args.random_init)
     precision = resolve_devices(
-        {"accelerator": args.accelerator or "auto", "devices": 1,
-         "precision": settings["precision"]},
+        {
+            "accelerator": args.accelerator or "auto",
+            "devices": 1,
+            "precision": settings["precision"],
+        },
         args.gpus,
     )["precision"]
     loader = DataLoader(

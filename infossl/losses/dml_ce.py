@@ -26,8 +26,9 @@ def smoothed_targets(labels: torch.Tensor, num_classes: int, eps: float) -> torc
     if num_classes < 2:
         raise ValueError("label smoothing needs at least 2 classes")
     off = eps / (num_classes - 1)
-    target = torch.full((labels.shape[0], num_classes), off, dtype=torch.float32,
-                        device=labels.device)
+    target = torch.full(
+        (labels.shape[0], num_classes), off, dtype=torch.float32, device=labels.device
+    )
     return target.scatter_(1, labels.view(-1, 1), 1.0 - eps)
 
 

@@ -47,9 +47,7 @@ class PairwiseLoss(torch.nn.Module):
             self.miner = miners.MultiSimilarityMiner(epsilon=s["miner_epsilon"])
         elif name == "triplet":
             self.loss = losses.TripletMarginLoss(margin=s["margin"])
-            self.miner = miners.TripletMarginMiner(
-                margin=s["margin"], type_of_triplets=s["mining"]
-            )
+            self.miner = miners.TripletMarginMiner(margin=s["margin"], type_of_triplets=s["mining"])
         else:
             self.loss = losses.NCALoss(
                 softmax_scale=1.0 / s["temperature"], distance=distances.CosineSimilarity()

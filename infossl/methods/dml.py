@@ -88,8 +88,9 @@ class DMLMethod(BaseMethod):
             return
         for distance in ("cosine", "l2"):
             r1 = recall_at_k(z.cpu(), y.cpu(), (1,), distance)[1]
-            self.log(f"val/recall_at_1_{distance}", r1, prog_bar=distance == "cosine",
-                     sync_dist=False)
+            self.log(
+                f"val/recall_at_1_{distance}", r1, prog_bar=distance == "cosine", sync_dist=False
+            )
 
 
 class DMLCrossEntropy(DMLMethod):
