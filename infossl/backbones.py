@@ -34,8 +34,30 @@ def _cifar_stem(model: nn.Module) -> None:
     model.maxpool = nn.Identity()
 
 
-def _torchvision_resnet(name: str, small: bool, zero_init_residual: bool):
-    model = getattr(torchvision.models, name)(weights=None, zero_init_residual=zero_init_residual)
+def _imagenet_weights(name: str):
+    """torchvision's ImageNet weights, from the torch hub cache or the network; one clear line
+    when neither has them (offline machines)."""
+    weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
+    try:
+        weights.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError; a bad hash a RuntimeError
+        raise BackboneError(
+            f"backbone.pretrained=true: cannot load torchvision's {name} ImageNet weights "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); put "
+            f"{weights.url.rsplit('/', 1)[-1]} in $TORCH_HOME/hub/checkpoints or use "
+            "backbone.pretrained=false"
+        ) from err
+    return weights
+
+
+def _torchvision_resnet(name: str, small: bool, zero_init_residual: bool, pretrained: bool):
+    if pretrained:
+        # zero_init_residual only affects initialisation; pretrained weights replace it.
+        model = getattr(torchvision.models, name)(weights=_imagenet_weights(name))
+    else:
+        model = getattr(torchvision.models, name)(
+            weights=None, zero_init_residual=zero_init_residual
+        )
     if small:
         _cifar_stem(model)
     feature_dim = model.fc.in_features
@@ -70,11 +92,17 @@ def build_backbone(
     small_images: bool | str = "auto",
     zero_init_residual: bool = True,
     width: float = 1.0,
+    pretrained: bool = False,
 ) -> tuple[nn.Module, int]:
     """A feature extractor by name: ``resnet18|34|50``, ``timm:NAME``, ``lightly:resnet-N``."""
     small = uses_small_image_stem(small_images, image_size)
+    if pretrained and name not in TORCHVISION_RESNETS:
+        raise BackboneError(
+            f"backbone.pretrained=true is supported for {', '.join(TORCHVISION_RESNETS)} "
+            f"(torchvision ImageNet weights), not '{name}'"
+        )
     if name in TORCHVISION_RESNETS:
-        return _torchvision_resnet(name, small, zero_init_residual)
+        return _torchvision_resnet(name, small, zero_init_residual, pretrained)
     if name.startswith("timm:"):
         return _timm_model(name.removeprefix("timm:"), small)
     if name.startswith("lightly:"):

@@ -188,6 +188,12 @@ def validate(cfg: DictConfig) -> None:
     from infossl.speed import check_speed_config  # imports ConfigError from here
 
     check_speed_config(cfg)
+    if cfg.data.class_split and not str(cfg.method).startswith("dml-"):
+        raise ConfigError(
+            "data.class_split=true trains on half of the classes and validates on the others, "
+            "which only the metric-learning methods (dml-ce, dml-pairwise) evaluate; drop it "
+            f"for --method {cfg.method}"
+        )
 
 
 def to_plain(cfg: DictConfig) -> dict:

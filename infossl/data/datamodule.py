@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from infossl.data.class_split import class_split_dataset, dataset_targets, num_train_classes
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.gpu_augment import GPUMultiViewAugment, build_gpu_input_transform
 from infossl.data.transforms import build_eval_transform, build_multiview_transform
@@ -52,19 +53,44 @@ class SSLDataModule(pl.LightningDataModule):
 
     @property
     def num_classes(self) -> int | None:
-        return self.info["num_classes"]
+        """Classes the training set holds (the first half of them under data.class_split)."""
+        n = self.info["num_classes"]
+        return num_train_classes(n) if self.cfg["data"]["class_split"] and n else n
+
+    def _dataset(self, split: str, transform, loader=None):
+        d = self.cfg["data"]
+        if d["class_split"]:
+            # Metric learning: train on the first half of the classes, validate (Recall@K) on
+            # the unseen second half.
+            part = "train" if split == "train" else "test"
+            return class_split_dataset(
+                d["name"],
+                d["dir"],
+                part,
+                self.info["num_classes"],
+                transform,
+                d["download"],
+                loader,
+            )
+        return build_dataset(d["name"], d["dir"], split, transform, d["download"], loader=loader)
 
     def _build(self, split: str, transform):
         d = self.cfg["data"]
         if d["name"] != "folder":
-            return build_dataset(d["name"], d["dir"], split, transform, d["download"])
+            return self._dataset(split, transform)
         # Folders hold whatever users put there: unreadable files are skipped and counted
         # (data.on_bad_image: skip) or stop the run with their path (error).
         loader = SafeImageLoader(d["on_bad_image"])
-        dataset = build_dataset(
-            d["name"], d["dir"], split, skip_transform(transform), d["download"], loader=loader
-        )
-        return SubstituteBadItems(dataset)
+        return SubstituteBadItems(self._dataset(split, skip_transform(transform), loader))
+
+    def train_label_counts(self) -> torch.Tensor | None:
+        """Images per class in the training set (None when it has no labels)."""
+        self.setup("fit")
+        targets = torch.as_tensor(dataset_targets(self.train_set))
+        targets = targets[targets >= 0]
+        if len(targets) == 0:
+            return None
+        return torch.bincount(targets, minlength=self.num_classes or 0)
 
     def check_available(self) -> None:
         """Build the datasets now so missing data fails before any run directory is written."""

@@ -1,7 +1,8 @@
 """Multi-view augmentation pipelines defined in configs, and the evaluation transforms.
 
 A view is a dict (see configs/augmentations/*.yaml): crop_scale, crop_interpolation, hflip_p,
-jitter [b, c, s, h], jitter_p, grayscale_p, blur_p, blur_sigma, solarize_p. The order is
+jitter [b, c, s, h], jitter_p, grayscale_p, blur_p, blur_sigma, solarize_p, and optionally
+crop_ratio [lo, hi] (default 3/4 to 4/3). The order is
 solo-learn's (``build_transform_pipeline``): crop, jitter, grayscale, blur, solarize, flip.
 lightly's GaussianBlur (PIL, sigma ~ U[lo, hi]), RandomSolarization and MultiViewTransform are
 used as they are; lightly's BYOLView*Transform is not, because it fixes the crop's upper scale
@@ -29,12 +30,14 @@ VIEW_KEYS = {
     "blur_sigma",
     "solarize_p",
 }
+# Optional keys and their defaults (torchvision's RandomResizedCrop aspect-ratio range).
+OPTIONAL_VIEW_KEYS = {"crop_ratio": (3 / 4, 4 / 3)}
 
 
 def build_view_transform(
     view: Mapping, image_size: int, mean: Sequence[float], std: Sequence[float]
 ) -> T.Compose:
-    unknown = set(view) - VIEW_KEYS
+    unknown = set(view) - VIEW_KEYS - set(OPTIONAL_VIEW_KEYS)
     missing = VIEW_KEYS - set(view)
     if unknown or missing:
         raise ValueError(
@@ -46,6 +49,7 @@ def build_view_transform(
         T.RandomResizedCrop(
             image_size,
             scale=tuple(view["crop_scale"]),
+            ratio=tuple(view.get("crop_ratio", OPTIONAL_VIEW_KEYS["crop_ratio"])),
             interpolation=INTERPOLATIONS[view["crop_interpolation"]],
         ),
         T.RandomApply([T.ColorJitter(b, c, s, h)], p=view["jitter_p"]),

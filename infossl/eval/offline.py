@@ -109,19 +109,27 @@ def run_evaluation(args) -> dict:
     )
     device = torch.device("cuda:0" if devices["accelerator"] == "gpu" else "cpu")
     backbone.to(device).eval()
+    run_dir = run_dir_of_checkpoint(Path(args.ckpt))
+    if args.protocol == "retrieval":
+        from infossl.eval.retrieval_protocol import run_retrieval
+
+        return run_retrieval(
+            args,
+            backbone,
+            feature_dim,
+            device,
+            settings,
+            cfg,
+            data,
+            data_dir,
+            run_dir,
+            checkpoint,
+        )
     size = cfg["data"]["image_size"]
     eval_tf = build_eval_transform(size, info["mean"], info["std"])
     download = bool(args.download)
     train_set = build_dataset(data, data_dir, "train_labeled", eval_tf, download)
     val_set = build_dataset(data, data_dir, "val", eval_tf, download)
-    run_dir = run_dir_of_checkpoint(Path(args.ckpt))
-
-    if args.protocol == "retrieval":
-        from infossl.eval.retrieval_protocol import run_retrieval
-
-        return run_retrieval(
-            args, backbone, device, settings, cfg, data, data_dir, run_dir, checkpoint
-        )
 
     started = time.time()
     precision = devices["precision"]
@@ -222,10 +230,11 @@ def _write(result: dict, args, run_dir: Path | None, data: str, protocol: str) -
         with SummaryWriter(str(run_dir)) as writer:
             step = int(result.get("pretraining_step") or 0)
             for name, entry in result["protocols"].items():
-                for metric in ("top1", "top5"):
-                    if isinstance(entry.get(metric), float):
+                for metric, value in entry.items():  # top1/top5, or recall@K
+                    if isinstance(value, float):
                         tag = name.replace(" ", "_").replace("=", "")
-                        writer.add_scalar(f"eval/{data}/{tag}/{metric}", entry[metric], step)
+                        metric = metric.replace("@", "_at_")
+                        writer.add_scalar(f"eval/{data}/{tag}/{metric}", value, step)
     for name, entry in result["protocols"].items():
         shown = {k: v for k, v in entry.items() if k != "settings"}
         print(f"{name:34s} {json.dumps(shown)}")

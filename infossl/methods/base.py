@@ -72,6 +72,7 @@ class BaseMethod(pl.LightningModule):
             b["small_images"],
             b["zero_init_residual"],
             b["width"],
+            b.get("pretrained", False),
         )
         self.projector = self.build_projector()
         if num_classes:
@@ -202,10 +203,23 @@ class BaseMethod(pl.LightningModule):
     def trained_modules(self) -> list[nn.Module]:
         return [m for name, m in self.named_children() if name not in _OWN_OPTIMIZER]
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.cfg["backbone"].get("freeze_bn", False):
+            # The official DML code's set_bn_eval: ImageNet statistics stay fixed (batches of
+            # a few fine-grained classes would corrupt them); the affine weights still train.
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
     def _schedule_lengths(self) -> tuple[int, int]:
         total = max(1, int(self.trainer.estimated_stepping_batches))
+        o = self.cfg["optimizer"]
+        if o.get("warmup_steps", 0) > 0:
+            return min(o["warmup_steps"], total), total
         per_epoch = max(1, total // max(1, self.trainer.max_epochs))
-        return min(self.cfg["optimizer"]["warmup_epochs"] * per_epoch, total), total
+        return min(o["warmup_epochs"] * per_epoch, total), total
 
     def on_train_start(self):
         # A resumed run restores the scheduler's lengths from the checkpoint; when --epochs was

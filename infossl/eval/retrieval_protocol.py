@@ -1,0 +1,125 @@
+"""``eval_linear.py --protocol retrieval``: Recall@K on classes the backbone never saw.
+
+The test set is the held-out half of the classes when the run trained with data.class_split
+(the DML benchmarks: CUB 101-200, Cars 99-196, digits 5-9); otherwise the dataset's val split.
+Every test image queries all the others (infossl/eval/retrieval.py), with cosine and L2
+distances. The embedding is what the run's method retrieves with: for dml-* the backbone plus
+the embedding head it trained (optional Linear / BatchNorm1d); for the SSL methods the backbone
+features (their projector is discarded, as in every SSL evaluation).
+Results: ``<run>/eval/<data>_retrieval[_random_init].json``, labelled like the linear probe's.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from infossl.cli import UserError
+from infossl.data.class_split import class_split_dataset
+from infossl.data.datasets import build_dataset, dataset_info
+from infossl.data.transforms import build_eval_transform
+from infossl.eval.linear import extract_features
+from infossl.eval.retrieval import DISTANCES, recall_at_k
+from infossl.runtime import resolve_devices
+
+
+def embedding_model(
+    backbone: nn.Module, feature_dim: int, cfg: dict, checkpoint: dict, random_init: bool
+):
+    """(model, description): backbone, followed by the trained embedding head for dml-*; with
+    ``random_init`` the head is freshly initialised too (BatchNorm1d then is the identity)."""
+    if not str(cfg.get("method", "")).startswith("dml-"):
+        return backbone, "backbone features"
+    from infossl.methods.dml import embedding_head
+
+    head, _ = embedding_head(cfg["loss"], feature_dim)
+    if not random_init:
+        weights = {
+            k.removeprefix("projector."): v
+            for k, v in checkpoint["state_dict"].items()
+            if k.startswith("projector.")
+        }
+        head.load_state_dict(weights)
+    head.to(next(backbone.parameters()).device)
+    return nn.Sequential(backbone, head), "backbone + the method's embedding head (projector)"
+
+
+def _test_set(cfg: dict, data: str, data_dir, transform, download: bool):
+    info = dataset_info(data, data_dir)
+    if cfg["data"].get("class_split"):
+        split = "held-out classes (second half of the class indices)"
+        return class_split_dataset(
+            data, data_dir, "test", info["num_classes"], transform, download
+        ), split
+    return build_dataset(data, data_dir, "val", transform, download), "val split (all classes)"
+
+
+def run_retrieval(
+    args, backbone, feature_dim, device, settings, cfg, data, data_dir, run_dir, checkpoint
+):
+    from infossl.eval.offline import _write  # the linear probe's writer: same JSON and TB
+
+    ks = sorted(set(args.recall_k))
+    if ks[0] < 1:
+        raise UserError(f"--recall-k values must be at least 1, got {ks}")
+    info = dataset_info(data, data_dir)
+    transform = build_eval_transform(cfg["data"]["image_size"], info["mean"], info["std"])
+    test_set, split = _test_set(cfg, data, data_dir, transform, bool(args.download))
+    if len(test_set) <= ks[-1]:
+        raise UserError(
+            f"Recall@{ks[-1]} needs more than {ks[-1]} test images; the {split} has "
+            f"{len(test_set)}: lower --recall-k"
+        )
+    model, embedding = embedding_model(backbone, feature_dim, cfg, checkpoint, args.random_init)
+    precision = resolve_devices(
+        {
+            "accelerator": args.accelerator or "auto",
+            "devices": 1,
+            "precision": settings["precision"],
+        },
+        args.gpus,
+    )["precision"]
+    loader = DataLoader(
+        test_set,
+        batch_size=settings["batch_size"],
+        shuffle=False,
+        num_workers=settings["num_workers"],
+        pin_memory=torch.cuda.is_available(),
+    )
+    started = time.time()
+    z, y = extract_features(model, loader, device, precision, "test embeddings")
+    protocols = {}
+    for distance in DISTANCES:
+        recalls = recall_at_k(z, y, ks, distance)
+        protocols[f"retrieval {distance}"] = {
+            **{f"recall@{k}": r for k, r in recalls.items()},
+            "settings": {
+                "distance": "cosine similarity of L2-normalised embeddings"
+                if distance == "cosine"
+                else "Euclidean distance of the raw embeddings",
+                "queries": "every test image against all other test images (leave-one-out)",
+                "search": "exact, pytorch-metric-learning CustomKNN",
+            },
+        }
+    result = {
+        "checkpoint": str(args.ckpt),
+        "data": data,
+        "protocol": "retrieval",
+        "backbone": cfg["backbone"]["name"],
+        "random_init": bool(args.random_init),
+        "pretraining_method": cfg["method"],
+        "pretraining_step": checkpoint.get("global_step"),
+        "test_split": split,
+        "embedding": embedding,
+        "embedding_dim": int(z.shape[1]),
+        "num_test": len(y),
+        "num_test_classes": int(torch.unique(y).numel()),
+        "recall_k": ks,
+        "protocols": protocols,
+        "wall_time_s": round(time.time() - started, 1),
+    }
+    _write(result, args, run_dir, data, "retrieval")
+    return result
