@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from infossl import config as C
+from infossl.backbones import check_pretrained_weights
 from infossl.callbacks import (
     BadImageCounter,
     LastCheckpointEveryEpoch,
@@ -152,6 +153,7 @@ def run_training(req: TrainRequest) -> dict | None:
     devices = resolve_devices(plain["trainer"], req.gpus)
     datamodule = SSLDataModule(plain)
     datamodule.check_available()
+    check_pretrained_weights(plain["backbone"])
 
     launching = is_launching_process()
     if launching:
