@@ -1,9 +1,11 @@
 """Class-disjoint splits: first half of the classes trains, the rest is the retrieval test."""
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
-from infossl.config import default_config, resolve_views, to_plain
+from infossl.config import ConfigError, apply_overrides, default_config, resolve_views, to_plain
 from infossl.data.class_split import class_split_dataset
 from infossl.data.datamodule import SSLDataModule
 
@@ -41,3 +43,31 @@ def test_datamodule_trains_on_five_digit_classes_and_validates_on_the_other_five
     counts = dm.train_label_counts()
     assert counts.shape == (5,) and int(counts.sum()) == len(dm.train_set)
     assert set(dm.val_set.targets) == {5, 6, 7, 8, 9}
+
+
+def test_m_per_class_sampler_gives_p_by_k_batches_of_training_classes():
+    cfg = default_config("dml-pairwise", "digits")
+    cfg = apply_overrides(
+        cfg,
+        [
+            "data.sampler=m_per_class",
+            "data.m_per_class=16",
+            "data.batch_size=64",
+            "data.num_workers=0",
+        ],
+    )
+    dm = SSLDataModule(to_plain(resolve_views(cfg)))
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert len(batches) == len(dm.train_set) // 64
+    for batch in batches[:3]:
+        counts = sorted(torch.bincount(batch.labels, minlength=5).tolist())
+        assert counts == [0, 16, 16, 16, 16]  # 4 of the 5 training classes, 16 images each
+
+
+def test_m_per_class_that_cannot_fill_a_batch_is_a_config_error():
+    cfg = default_config("dml-pairwise", "digits")
+    cfg = apply_overrides(cfg, ["data.sampler=m_per_class", "data.m_per_class=4"])  # 5 x 4 < 128
+    dm = SSLDataModule(to_plain(resolve_views(cfg)))
+    with pytest.raises(ConfigError, match="5 classes x 4 >= 128"):
+        dm.setup("fit")
