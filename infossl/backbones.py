@@ -8,6 +8,9 @@ and lightly both swap the stem; we use lightly's padding of 1, which keeps 32 px
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import timm
 import torch.nn as nn
 import torchvision
@@ -39,7 +42,9 @@ def _imagenet_weights(name: str):
     when neither has them (offline machines)."""
     weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
     try:
-        weights.get_state_dict(progress=False, check_hash=True)
+        # torch prints "Downloading: URL" (stdout) before trying; our one line says it all.
+        with contextlib.redirect_stdout(io.StringIO()):
+            weights.get_state_dict(progress=False, check_hash=True)
     except (OSError, RuntimeError) as err:  # URLError is an OSError; a bad hash a RuntimeError
         raise BackboneError(
             f"backbone.pretrained=true: cannot load torchvision's {name} ImageNet weights "
@@ -114,3 +119,14 @@ def build_backbone(
         f"unknown backbone '{name}'; use one of {', '.join(TORCHVISION_RESNETS)}, "
         "timm:NAME (any timm model) or lightly:resnet-9|18|34|50"
     )
+
+
+def check_pretrained_weights(backbone_cfg: dict) -> None:
+    """Fail before a run directory is created when requested ImageNet weights are missing."""
+    if backbone_cfg.get("pretrained"):
+        if backbone_cfg["name"] not in TORCHVISION_RESNETS:
+            raise BackboneError(
+                f"backbone.pretrained=true is supported for {', '.join(TORCHVISION_RESNETS)} "
+                f"(torchvision ImageNet weights), not '{backbone_cfg['name']}'"
+            )
+        _imagenet_weights(backbone_cfg["name"])

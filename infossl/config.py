@@ -194,6 +194,30 @@ def validate(cfg: DictConfig) -> None:
             "which only the metric-learning methods (dml-ce, dml-pairwise) evaluate; drop it "
             f"for --method {cfg.method}"
         )
+    if str(cfg.method).startswith("dml-"):
+        _validate_dml(cfg)
+
+
+def _validate_dml(cfg: DictConfig) -> None:
+    norms = ("none", "batch")
+    if cfg.loss.feature_norm not in norms:
+        raise ConfigError(
+            f"loss.feature_norm must be one of {norms}, not '{cfg.loss.feature_norm}'"
+        )
+    if cfg.method == "dml-pairwise":
+        from infossl.losses.pairwise import NAMES
+
+        if cfg.loss.name not in NAMES:
+            hint = (
+                " (the paper's pairwise cross-entropy is not implemented: its exact expression "
+                "could not be verified, see README 'Metric learning')"
+                if str(cfg.loss.name).lower() == "pce"
+                else ""
+            )
+            raise ConfigError(
+                f"unknown pairwise loss loss.name={cfg.loss.name}; use one of "
+                f"{', '.join(NAMES)}{hint}"
+            )
 
 
 def to_plain(cfg: DictConfig) -> dict:

@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from infossl import config as C
+from infossl.backbones import check_pretrained_weights
 from infossl.callbacks import (
     BadImageCounter,
     LastCheckpointEveryEpoch,
@@ -160,6 +161,7 @@ def run_training(req: TrainRequest) -> dict | None:
             f"regularizer knife_mi needs labels, and --data {plain['data']['name']} has none here; "
             "use a labelled dataset or a knife_entropy term"
         )
+    check_pretrained_weights(plain["backbone"])
 
     launching = is_launching_process()
     if launching:

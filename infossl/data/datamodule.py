@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from infossl.config import ConfigError
 from infossl.data.class_split import class_split_dataset, dataset_targets, num_train_classes
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.gpu_augment import GPUMultiViewAugment, build_gpu_input_transform
@@ -46,7 +47,7 @@ class SSLDataModule(pl.LightningDataModule):
         d = cfg["data"]
         self.info = dataset_info(d["name"], d["dir"])
         self.mean, self.std = self.info["mean"], self.info["std"]
-        self.train_set = self.val_set = None
+        self.train_set = self.val_set = self.train_sampler = None
         self.gpu_augment = None
         if self.speed["augment_on"] == "gpu":
             self.gpu_augment = GPUMultiViewAugment(d["views"], d["image_size"], self.mean, self.std)
@@ -109,14 +110,37 @@ class SSLDataModule(pl.LightningDataModule):
         self.val_set = self._build(
             "val", build_eval_transform(d["image_size"], self.mean, self.std)
         )
+        self.train_sampler = self._train_sampler()
 
-    def _loader(self, dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _train_sampler(self):
+        """data.sampler m_per_class: pytorch-metric-learning's MPerClassSampler, batches of
+        batch_size / m classes with m images each (P x K), for the pairwise losses, which need
+        positives in every batch. ``random`` (the default, and what dml-ce's official code
+        uses): uniformly shuffled batches."""
+        d = self.cfg["data"]
+        if d["sampler"] == "random":
+            return None
+        if d["sampler"] != "m_per_class":
+            raise ConfigError(f"data.sampler must be random or m_per_class, not '{d['sampler']}'")
+        from pytorch_metric_learning.samplers import MPerClassSampler
+
+        targets = dataset_targets(self.train_set)
+        classes, m, batch = len(set(targets.tolist())), d["m_per_class"], d["batch_size"]
+        if m < 1 or batch % m or classes * m < batch:
+            raise ConfigError(
+                f"data.sampler=m_per_class needs data.m_per_class (={m}) to divide the batch "
+                f"size {batch} and {classes} classes x {m} >= {batch}"
+            )
+        return MPerClassSampler(targets, m, batch_size=batch, length_before_new_iter=len(targets))
+
+    def _loader(self, dataset, shuffle: bool, drop_last: bool, sampler=None) -> DataLoader:
         d, speed = self.cfg["data"], self.speed
         workers = d["num_workers"]
         return DataLoader(
             dataset,
             batch_size=d["batch_size"],
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=workers,
             persistent_workers=speed["persistent_workers"] and workers > 0,
@@ -138,7 +162,7 @@ class SSLDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # drop_last: contrastive and covariance losses need full, equal-sized local batches.
-        return self._loader(self.train_set, shuffle=True, drop_last=True)
+        return self._loader(self.train_set, True, drop_last=True, sampler=self.train_sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False, drop_last=False)
