@@ -203,13 +203,7 @@ def run_evaluation(args) -> dict:
     }
 
     result = {
-        "checkpoint": str(args.ckpt),
-        "data": data,
-        "protocol": "linear",
-        "backbone": cfg["backbone"]["name"],
-        "random_init": bool(args.random_init),
-        "pretraining_method": cfg["method"],
-        "pretraining_step": checkpoint.get("global_step"),
+        **result_header(args, cfg, checkpoint, data, "linear"),
         "num_train": len(train_y),
         "num_val": len(val_y),
         "protocols": protocols,
@@ -218,6 +212,19 @@ def run_evaluation(args) -> dict:
     }
     _write(result, args, run_dir, data, "linear")
     return result
+
+
+def result_header(args, cfg: dict, checkpoint: dict, data: str, protocol: str) -> dict:
+    """The fields every evaluation JSON starts with: what was evaluated, and how."""
+    return {
+        "checkpoint": str(args.ckpt),
+        "data": data,
+        "protocol": protocol,
+        "backbone": cfg["backbone"]["name"],
+        "random_init": bool(args.random_init),
+        "pretraining_method": cfg["method"],
+        "pretraining_step": checkpoint.get("global_step"),
+    }
 
 
 def _write(result: dict, args, run_dir: Path | None, data: str, protocol: str) -> Path:

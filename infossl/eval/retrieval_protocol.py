@@ -60,7 +60,8 @@ def _test_set(cfg: dict, data: str, data_dir, transform, download: bool):
 def run_retrieval(
     args, backbone, feature_dim, device, settings, cfg, data, data_dir, run_dir, checkpoint
 ):
-    from infossl.eval.offline import _write  # the linear probe's writer: same JSON and TB
+    # The linear probe's header and writer: the same JSON fields and TensorBoard tags.
+    from infossl.eval.offline import _write, result_header
 
     ks = sorted(set(args.recall_k))
     if ks[0] < 1:
@@ -105,13 +106,7 @@ def run_retrieval(
             },
         }
     result = {
-        "checkpoint": str(args.ckpt),
-        "data": data,
-        "protocol": "retrieval",
-        "backbone": cfg["backbone"]["name"],
-        "random_init": bool(args.random_init),
-        "pretraining_method": cfg["method"],
-        "pretraining_step": checkpoint.get("global_step"),
+        **result_header(args, cfg, checkpoint, data, "retrieval"),
         "test_split": split,
         "embedding": embedding,
         "embedding_dim": int(z.shape[1]),
