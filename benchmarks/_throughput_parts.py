@@ -279,7 +279,7 @@ def loss_times(batch: int, dim: int, device, repeats: int, temperature: float = 
         loss = fn()
         loss.backward()
         sync(device)
-        values[name] = float(loss)
+        values[name] = float(loss.detach())
         return 1000 * (time.perf_counter() - start)
 
     fns = {
