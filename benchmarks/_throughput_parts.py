@@ -144,13 +144,14 @@ def build_method(cfg: dict, speed: dict, device) -> pl.LightningModule:
     return apply_to_model(METHODS[cfg["method"]](cfg, 10).to(device), speed)
 
 
-def manual_loop(cfg: dict, speed: dict, precision: str, device, windows: Windows) -> list[float]:
-    """The same modules, loss, probe, optimizer (LARS/SGD/AdamW groups) and per-step cosine
-    schedule as the LightningModule, in a plain PyTorch loop: no Trainer, no logging."""
+def make_manual_step(cfg: dict, speed: dict, precision: str, device, total: int):
+    """One training step of the same modules, loss, probe, optimizer (LARS/SGD/AdamW groups)
+    and per-step cosine schedule as the LightningModule, in plain PyTorch: no Trainer, no
+    logging."""
     method = build_method(cfg, speed, device)
     method.train()
     method.global_batch_size = lambda: cfg["data"]["batch_size"]
-    method._schedule_lengths = lambda: (0, windows.total)
+    method._schedule_lengths = lambda: (0, total)
     configured = method.configure_optimizers()
     optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     batches = premade_batches(cfg, device)
@@ -172,7 +173,41 @@ def manual_loop(cfg: dict, speed: dict, precision: str, device, windows: Windows
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
 
+    return step
+
+
+def manual_loop(cfg: dict, speed: dict, precision: str, device, windows: Windows) -> list[float]:
+    step = make_manual_step(cfg, speed, precision, device, windows.total)
     return time_loop(step, windows)
+
+
+def manual_variants(
+    cfg: dict,
+    speeds: dict[str, dict],
+    precision: str,
+    device,
+    warmup: int,
+    steps: int,
+    repeats: int,
+) -> dict[str, list[float]]:
+    """The hand-written step under several speed settings, their timed windows interleaved
+    (A, B, C, A, B, C, ...) so that a change in machine load hits every variant alike."""
+    batch = cfg["data"]["batch_size"]
+    total = warmup + steps * repeats
+    fns = {name: make_manual_step(cfg, sp, precision, device, total) for name, sp in speeds.items()}
+    for fn in fns.values():  # warm-up, including any compilation
+        for _ in range(warmup):
+            fn()
+    rates = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            sync(device)
+            rates[name].append(steps * batch / (time.perf_counter() - start))
+    return rates
 
 
 class _WindowCallback(pl.Callback):

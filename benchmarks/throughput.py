@@ -41,7 +41,14 @@ from benchmarks import _throughput_parts as P  # noqa: E402
 from infossl import config as C  # noqa: E402
 from infossl.speed import resolve_speed  # noqa: E402
 
-PARTS = ("data", "augment_kernels", "step", "train", "loss", "peak")
+PARTS = ("data", "augment_kernels", "step", "train", "loss", "peak", "variants")
+# Speed settings compared by the "variants" part, against the run's own settings.
+VARIANTS = {
+    "nchw": {"channels_last": False},
+    "channels_last": {"channels_last": True},
+    "compile": {"compile": True},
+    "eager": {"compile": False},
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-dim", type=int, default=128)
     p.add_argument("--loss-repeats", type=int, default=20)
     p.add_argument("--peak-size", type=int, default=0, help="matmul size (0: 8192 / 1024)")
-    p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
+    p.add_argument("--parts", default=",".join(PARTS[:-1]), help=f"subset of {','.join(PARTS)}")
+    p.add_argument(
+        "--variants",
+        default="nchw,compile",
+        help=f"variants part: the hand-written step with {','.join(VARIANTS)} against the "
+        "run's settings, windows interleaved",
+    )
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return p
@@ -161,6 +174,10 @@ def run(args) -> dict:
             if where == "gpu" and "augment_kernels" in parts:
                 kernels = P.augment_kernels(dm, device, windows())
                 rates["augment_kernels"] = P.summary(kernels)
+    if "data/cpu_augment" in rates and "data/gpu_augment" in rates:
+        result["gpu_over_cpu_augment"] = (
+            rates["data/gpu_augment"]["median"] / rates["data/cpu_augment"]["median"]
+        )
     with tempfile.TemporaryDirectory() as logs:
         if "step" in parts:
             manual, lightning = [], []
@@ -172,6 +189,17 @@ def run(args) -> dict:
             result["framework_overhead_pct"] = 100 * (
                 rates["step/manual"]["median"] / rates["step/lightning"]["median"] - 1
             )
+        if "variants" in parts:
+            speeds = {"default": speed}
+            for name in args.variants.split(","):
+                if name not in VARIANTS:
+                    raise SystemExit(f"throughput.py: unknown variant '{name}'")
+                speeds[name] = {**speed, **VARIANTS[name]}
+            found = P.manual_variants(
+                cfg, speeds, precision, device, args.warmup, args.steps, args.repeats
+            )
+            for name, values in found.items():
+                rates[f"variant/{name}"] = P.summary(values)
         if "train" in parts:
             for where in args.augment_on.split(","):
                 run_speed = {**speed, "augment_on": where}
@@ -220,6 +248,11 @@ def table(result: dict) -> str:
         lines.append(
             f"\nframework overhead (manual / Lightning - 1): "
             f"{result['framework_overhead_pct']:+.1f}%"
+        )
+    if "gpu_over_cpu_augment" in result:
+        lines.append(
+            f"data pipeline, batched augmentation / CPU augmentation: "
+            f"{result['gpu_over_cpu_augment']:.2f}x (target on CUDA: >= 3x)"
         )
     if "loss_fwd_bwd" in result:
         lf = result["loss_fwd_bwd"]

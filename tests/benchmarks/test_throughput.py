@@ -39,6 +39,10 @@ TINY = [
     "3",
     "--peak-size",
     "64",
+    "--parts",
+    "data,augment_kernels,step,train,loss,peak,variants",
+    "--variants",
+    "nchw",
     "backbone.width=0.125",
     "projector.hidden_dim=64",
     "projector.output_dim=32",
@@ -59,6 +63,8 @@ def test_tiny_cpu_run_writes_valid_json_with_every_part(tmp_path, capsys):
         "step/lightning",
         "train/cpu_augment",
         "train/gpu_augment",
+        "variant/default",
+        "variant/nchw",
     }
     assert set(rates) == expected
     for r in rates.values():
@@ -66,8 +72,11 @@ def test_tiny_cpu_run_writes_valid_json_with_every_part(tmp_path, capsys):
         assert r["min"] == min(r["windows"]) and r["max"] == max(r["windows"])
         assert all(math.isfinite(w) and w > 0 for w in r["windows"])
     assert len(rates["step/manual"]["windows"]) == 2  # repeats x rounds
+    assert len(rates["variant/nchw"]["windows"]) == 2  # repeats
     overhead = 100 * (rates["step/manual"]["median"] / rates["step/lightning"]["median"] - 1)
     assert result["framework_overhead_pct"] == pytest.approx(overhead)
+    ratio = rates["data/gpu_augment"]["median"] / rates["data/cpu_augment"]["median"]
+    assert result["gpu_over_cpu_augment"] == pytest.approx(ratio)
     loss = result["loss_fwd_bwd"]
     assert loss["batch"] == 32 and loss["dim"] == 16
     # Same formula, same temperature: both losses agree, so the timings compare like with like.
