@@ -26,17 +26,23 @@ def sync(device: torch.device) -> None:
 
 
 def summary(rates: list[float]) -> dict:
-    """Median and spread of per-window images/s."""
-    rates = sorted(rates)
+    """Median and spread of per-window images/s; the windows are kept in time order."""
     q1, q3 = np.percentile(rates, [25, 75]) if len(rates) > 1 else (rates[0], rates[0])
     median = statistics.median(rates)
     return {
         "median": median,
-        "min": rates[0],
-        "max": rates[-1],
+        "min": min(rates),
+        "max": max(rates),
         "iqr_pct": 100 * (q3 - q1) / median if median else 0.0,
-        "windows": rates,
+        "windows": list(rates),
     }
+
+
+def paired_speedup(variant: list[float], reference: list[float]) -> dict:
+    """Median and range of variant / reference over windows timed next to each other: a load
+    change between repeats cancels in each ratio."""
+    ratios = [v / r for v, r in zip(variant, reference, strict=True)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
 
 
 class Windows:

@@ -200,6 +200,11 @@ def run(args) -> dict:
             )
             for name, values in found.items():
                 rates[f"variant/{name}"] = P.summary(values)
+            result["variant_speedup"] = {
+                name: P.paired_speedup(values, found["default"])
+                for name, values in found.items()
+                if name != "default"
+            }
         if "train" in parts:
             for where in args.augment_on.split(","):
                 run_speed = {**speed, "augment_on": where}
@@ -248,6 +253,11 @@ def table(result: dict) -> str:
         lines.append(
             f"\nframework overhead (manual / Lightning - 1): "
             f"{result['framework_overhead_pct']:+.1f}%"
+        )
+    for name, sp in result.get("variant_speedup", {}).items():
+        lines.append(
+            f"{name} / default, paired windows: {sp['median']:.3f}x "
+            f"(min {sp['min']:.3f}, max {sp['max']:.3f})"
         )
     if "gpu_over_cpu_augment" in result:
         lines.append(

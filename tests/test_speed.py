@@ -40,6 +40,9 @@ def test_auto_resolves_to_the_fast_choice_for_each_device():
     assert not cpu["compile"] and cpu["persistent_workers"]
     # Large images keep the CPU pipeline; deterministic runs keep cuDNN's fixed algorithms.
     assert resolve_speed(_cfg("data.image_size=96"), "gpu")["augment_on"] == "cpu"
+    folder = _cfg()
+    folder["data"]["name"] = "folder"  # mixed-size images: resized before batched crops
+    assert resolve_speed(folder, "gpu")["augment_on"] == "cpu"
     assert not resolve_speed(_cfg("trainer.deterministic=true"), "gpu")["cudnn_benchmark"]
     # Explicit values win over auto.
     assert resolve_speed(_cfg("data.augment_on=gpu"), "cpu")["augment_on"] == "gpu"

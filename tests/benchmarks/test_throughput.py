@@ -73,6 +73,9 @@ def test_tiny_cpu_run_writes_valid_json_with_every_part(tmp_path, capsys):
         assert all(math.isfinite(w) and w > 0 for w in r["windows"])
     assert len(rates["step/manual"]["windows"]) == 2  # repeats x rounds
     assert len(rates["variant/nchw"]["windows"]) == 2  # repeats
+    pairs = zip(rates["variant/nchw"]["windows"], rates["variant/default"]["windows"], strict=True)
+    ratios = sorted(v / d for v, d in pairs)
+    assert result["variant_speedup"]["nchw"]["median"] == pytest.approx(sum(ratios) / 2)
     overhead = 100 * (rates["step/manual"]["median"] / rates["step/lightning"]["median"] - 1)
     assert result["framework_overhead_pct"] == pytest.approx(overhead)
     ratio = rates["data/gpu_augment"]["median"] / rates["data/cpu_augment"]["median"]
@@ -111,6 +114,10 @@ def test_summary_median_spread_and_interquartile_range():
     s = P.summary([4.0, 1.0, 3.0, 2.0])
     assert (s["median"], s["min"], s["max"]) == (2.5, 1.0, 4.0)
     assert s["iqr_pct"] == pytest.approx(100 * (3.25 - 1.75) / 2.5)
+    assert s["windows"] == [4.0, 1.0, 3.0, 2.0]  # time order kept, for paired ratios
+    # Paired: a load change between repeats (here everything halves) cancels in each ratio.
+    sp = P.paired_speedup([12.0, 6.0, 6.6], [10.0, 5.0, 6.0])
+    assert (sp["median"], sp["min"], sp["max"]) == pytest.approx((1.2, 1.1, 1.2))
 
 
 def test_flop_count_of_a_linear_step_matches_the_formula():
