@@ -225,10 +225,9 @@ def run(args) -> dict:
         flops = P.step_flops(cfg, speed, device)
         result["peak"] = {"dtype": str(dtype), "matmul_size": size, "matmul_flops_per_s": peak}
         result["peak"]["step_flops"] = flops
-        for name in ("step/manual", "step/lightning"):
-            if name in rates:
-                achieved = flops * rates[name]["median"] / batch
-                result["peak"][f"{name}_fraction_of_peak"] = achieved / peak
+        for name in [n for n in rates if n.startswith(("step/", "variant/"))]:
+            achieved = flops * rates[name]["median"] / batch
+            result["peak"][f"{name}_fraction_of_peak"] = achieved / peak
     result["machine"]["load_avg_end"] = list(os.getloadavg())
     return result
 

@@ -91,6 +91,8 @@ def test_tiny_cpu_run_writes_valid_json_with_every_part(tmp_path, capsys):
     assert frac == pytest.approx(
         peak["step_flops"] * rates["step/manual"]["median"] / 8 / peak["matmul_flops_per_s"]
     )
+    models = [n for n in rates if n.startswith(("step/", "variant/"))]
+    assert {f"{n}_fraction_of_peak" for n in models} <= set(peak) and len(models) == 4
     assert result["config"]["speed"]["channels_last"] is True
     printed = capsys.readouterr().out
     assert "| step/lightning |" in printed and "framework overhead" in printed
