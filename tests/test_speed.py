@@ -163,6 +163,15 @@ def test_gpu_augmentation_is_wired_into_the_data_module():
         assert view.shape == (8, 3, 16, 16) and view.dtype == torch.float32
         pixels = view * std + mean
         assert float(pixels.min()) >= -1e-5 and float(pixels.max()) <= 1 + 1e-5
+    # Processes draw different parameters (seed_everything gives every DDP process the same
+    # RNG), and the same rank from the same RNG state draws the same views again.
+    state = torch.get_rng_state()
+    rank0 = dm.augment_batch(batch, rank=0)[0][0]
+    torch.set_rng_state(state)
+    rank1 = dm.augment_batch(batch, rank=1)[0][0]
+    torch.set_rng_state(state)
+    again = dm.augment_batch(batch, rank=0)[0][0]
+    assert torch.equal(rank0, again) and not torch.equal(rank0, rank1)
     # Validation batches pass unchanged (already normalised float images).
     dm.trainer.training = False
     val = next(iter(dm.val_dataloader()))
