@@ -32,7 +32,10 @@ def resolve_speed(cfg: dict, accelerator: str) -> dict:
     cuda = accelerator == "gpu"
     augment_on = d["augment_on"]
     if augment_on == "auto":
-        augment_on = "gpu" if cuda and d["image_size"] <= SMALL_IMAGES else "cpu"
+        # Not for folders: their images of any size are resized to image_size before the
+        # batched crops (build_gpu_input_transform), which lowers the crops' resolution.
+        small = d["image_size"] <= SMALL_IMAGES and d["name"] != "folder"
+        augment_on = "gpu" if cuda and small else "cpu"
     if augment_on not in ("cpu", "gpu"):
         raise ConfigError(f"data.augment_on must be auto, cpu or gpu, not '{d['augment_on']}'")
     prefetch = d["prefetch_factor"]

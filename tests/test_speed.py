@@ -40,6 +40,9 @@ def test_auto_resolves_to_the_fast_choice_for_each_device():
     assert not cpu["compile"] and cpu["persistent_workers"]
     # Large images keep the CPU pipeline; deterministic runs keep cuDNN's fixed algorithms.
     assert resolve_speed(_cfg("data.image_size=96"), "gpu")["augment_on"] == "cpu"
+    folder = _cfg()
+    folder["data"]["name"] = "folder"  # mixed-size images: resized before batched crops
+    assert resolve_speed(folder, "gpu")["augment_on"] == "cpu"
     assert not resolve_speed(_cfg("trainer.deterministic=true"), "gpu")["cudnn_benchmark"]
     # Explicit values win over auto.
     assert resolve_speed(_cfg("data.augment_on=gpu"), "cpu")["augment_on"] == "gpu"
@@ -160,6 +163,15 @@ def test_gpu_augmentation_is_wired_into_the_data_module():
         assert view.shape == (8, 3, 16, 16) and view.dtype == torch.float32
         pixels = view * std + mean
         assert float(pixels.min()) >= -1e-5 and float(pixels.max()) <= 1 + 1e-5
+    # Processes draw different parameters (seed_everything gives every DDP process the same
+    # RNG), and the same rank from the same RNG state draws the same views again.
+    state = torch.get_rng_state()
+    rank0 = dm.augment_batch(batch, rank=0)[0][0]
+    torch.set_rng_state(state)
+    rank1 = dm.augment_batch(batch, rank=1)[0][0]
+    torch.set_rng_state(state)
+    again = dm.augment_batch(batch, rank=0)[0][0]
+    assert torch.equal(rank0, again) and not torch.equal(rank0, rank1)
     # Validation batches pass unchanged (already normalised float images).
     dm.trainer.training = False
     val = next(iter(dm.val_dataloader()))

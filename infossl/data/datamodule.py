@@ -49,6 +49,7 @@ class SSLDataModule(pl.LightningDataModule):
         self.mean, self.std = self.info["mean"], self.info["std"]
         self.train_set = self.val_set = self.train_sampler = None
         self.gpu_augment = None
+        self._generator: torch.Generator | None = None
         if self.speed["augment_on"] == "gpu":
             self.gpu_augment = GPUMultiViewAugment(d["views"], d["image_size"], self.mean, self.std)
 
@@ -149,15 +150,27 @@ class SSLDataModule(pl.LightningDataModule):
             collate_fn=collate_with_skips,
         )
 
-    def augment_batch(self, batch: Batch) -> Batch:
-        """uint8 images on their device -> the configured views (no host synchronisation)."""
+    def augment_batch(self, batch: Batch, rank: int = 0) -> Batch:
+        """uint8 images on their device -> the configured views (no host synchronisation).
+
+        The device generator is seeded per batch from the CPU RNG plus the process rank:
+        ``seed_everything`` gives every DDP process the same device RNG, which would give
+        sample i of every process's batch the same crop and colours (the CPU pipeline's
+        workers are seeded per rank too). The CPU RNG is in every checkpoint
+        (RNGStateCheckpoint), so a resumed run draws the same seeds; drawing on the CPU
+        copies nothing from the device."""
         images = batch[0]
         self.gpu_augment.to(images.device)  # its mean/std buffers; a no-op after the first
-        return Batch(self.gpu_augment(images), batch[1], batch[2])
+        if self._generator is None or self._generator.device != images.device:
+            self._generator = torch.Generator(device=images.device)
+        seed = int(torch.randint(0, 2**62, ()))
+        self._generator.manual_seed(seed + rank)
+        views = self.gpu_augment(images, generator=self._generator)
+        return Batch(views, batch[1], batch[2])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.gpu_augment is not None and self.trainer is not None and self.trainer.training:
-            return self.augment_batch(batch)
+            return self.augment_batch(batch, getattr(self.trainer, "global_rank", 0))
         return batch
 
     def train_dataloader(self) -> DataLoader:

@@ -10,6 +10,11 @@ adjustments per batch (``torch.randperm(4)`` in its generator) where torchvision
 image, and torchvision.transforms.v2 applies one parameter set per call. The parameters drawn
 last are kept in ``last_params`` (one dict per view) so tests can check them.
 
+No host-device synchronisation: every random choice is a per-sample mask applied with
+``torch.where`` (no ``nonzero``, boolean indexing or ``.item()``), so the CPU can queue the
+augmentation and the training step behind it without waiting for the GPU
+(``tests/data/test_gpu_augment.py`` records every syncing op).
+
 Known differences from the PIL pipeline: resampling is ``grid_sample`` without antialiasing
 (only matters when a crop is larger than the output, never for CIFAR); bicubic taps at a crop's
 edge read the real neighbouring pixels rather than a replicated crop edge; values are not

@@ -23,6 +23,7 @@ from lightly.utils.scheduler import CosineWarmupScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from infossl.backbones import build_backbone
+from infossl.callbacks import logging_step
 from infossl.distributed import gather_cat, gather_cat_no_grad
 from infossl.losses.knife_regularizer import NAMES as KNIFE_NAMES
 from infossl.losses.knife_regularizer import KnifeRegularizer
@@ -146,9 +147,10 @@ class BaseMethod(pl.LightningModule):
                 return None  # Lightning skips backward and the optimizer step for this batch
         else:  # stopping: a device-side flag, read in on_train_batch_end at logging steps
             guard.record(loss, logs, self.global_step)
-        logs["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log_dict(logs, on_step=True, on_epoch=False)
-        self.log("loss", loss.detach(), prog_bar=True, logger=False)
+        if logging_step(self.trainer):
+            logs["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+            self.log_dict(logs, on_step=True, on_epoch=False)
+            self.log("loss", loss.detach(), prog_bar=True, logger=False)
         return loss + probe_loss
 
     def _online_probe_loss(self, features: torch.Tensor, labels: torch.Tensor, logs: dict):
