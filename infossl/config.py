@@ -42,6 +42,12 @@ def load_yaml(path: str | Path) -> DictConfig:
     return cfg
 
 
+def stored_config(path: str | Path) -> DictConfig:
+    """A run's resolved config.yaml, over base.yaml: a run written before a key was added
+    resumes with that key's default instead of failing on the missing key."""
+    return OmegaConf.merge(load_yaml(CONFIG_DIR / "base.yaml"), load_yaml(path))
+
+
 def available(kind: str) -> list[str]:
     """Names of the YAML files in configs/<kind>/ (data, methods, augmentations)."""
     return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))

@@ -93,7 +93,7 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
 
     resuming_dir = req.resume is not None and existing
     if resuming_dir:
-        cfg = C.load_yaml(run_dir / "config.yaml")
+        cfg = C.stored_config(run_dir / "config.yaml")
         for given, key in ((req.method, "method"), (req.data, "data.name")):
             stored = cfg.method if key == "method" else cfg.data.name
             if given is not None and given != stored:

@@ -68,3 +68,14 @@ def test_unknown_method_and_dataset_name_the_choices():
         C.default_config("simclrr", "digits")
     with pytest.raises(C.ConfigError, match="unknown dataset 'mnist'.*digits"):
         C.default_config("infonce", "mnist")
+
+
+def test_stored_config_of_an_older_run_gains_new_keys_with_their_defaults(tmp_path):
+    cfg = C.default_config("infonce", "digits")
+    cfg.optimizer.lr = 0.123
+    old = OmegaConf.to_container(cfg)
+    del old["data"]["augment_on"], old["trainer"]["channels_last"]  # keys added later
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    stored = C.stored_config(tmp_path / "config.yaml")
+    assert stored.data.augment_on == "auto" and stored.trainer.channels_last == "auto"
+    assert stored.optimizer.lr == 0.123 and stored.method == "infonce"
