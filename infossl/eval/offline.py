@@ -58,13 +58,18 @@ def load_pretrained(ckpt_path: str, random_init: bool = False, seed: int = 0):
         b["name"], cfg["data"]["image_size"], b["small_images"], b["zero_init_residual"], b["width"]
     )
     if not random_init:
-        weights = {
-            k.removeprefix("backbone."): v
-            for k, v in checkpoint["state_dict"].items()
-            if k.startswith("backbone.")
-        }
-        backbone.load_state_dict(weights)
+        backbone.load_state_dict(submodule_state(checkpoint, "backbone"))
     return backbone, dim, cfg, checkpoint
+
+
+def submodule_state(checkpoint: dict, name: str) -> dict:
+    """The state dict of the LightningModule's child ``name`` from a checkpoint."""
+    prefix = f"{name}."
+    return {
+        k.removeprefix(prefix): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith(prefix)
+    }
 
 
 def _online_probe_number(run_dir: Path | None) -> float | None:

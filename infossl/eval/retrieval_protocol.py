@@ -37,12 +37,9 @@ def embedding_model(
 
     head, _ = embedding_head(cfg["loss"], feature_dim)
     if not random_init:
-        weights = {
-            k.removeprefix("projector."): v
-            for k, v in checkpoint["state_dict"].items()
-            if k.startswith("projector.")
-        }
-        head.load_state_dict(weights)
+        from infossl.eval.offline import submodule_state
+
+        head.load_state_dict(submodule_state(checkpoint, "projector"))
     head.to(next(backbone.parameters()).device)
     return nn.Sequential(backbone, head), "backbone + the method's embedding head (projector)"
 
