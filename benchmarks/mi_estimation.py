@@ -63,6 +63,7 @@ class RunnerSpec:
     batch_size: int | None = None  # None: --batch-size
     lr: float | None = None  # None: --lr
     regularizable: bool = True
+    uses_critic: bool = True  # False: one run, under the first --critic name (a row label only)
 
 
 def make_critic(cfg: RunConfig) -> nn.Module:
@@ -139,7 +140,9 @@ class KnifeRunner(nn.Module):
         return out.fit_loss, out.mi.detach()
 
 
-RUNNERS["knife"] = RunnerSpec(KnifeRunner, batch_size=128, lr=1e-3, regularizable=False)
+RUNNERS["knife"] = RunnerSpec(
+    KnifeRunner, batch_size=128, lr=1e-3, regularizable=False, uses_critic=False
+)
 
 
 def parse_name(name: str, reg_weight: float) -> tuple[str, float]:
@@ -311,7 +314,8 @@ def main(argv=None):
         for lam in args.reg_weight if name.endswith("+reg") else [0.0]:
             base, _ = parse_name(name, lam)
             label = name if len(args.reg_weight) == 1 or lam == 0 else f"{name}{lam:g}"
-            jobs += [(critic, label, base, lam) for critic in args.critic]
+            critics = args.critic if RUNNERS[base].uses_critic else args.critic[:1]
+            jobs += [(critic, label, base, lam) for critic in critics]
     writer_cls = None
     if not args.no_tensorboard:
         from torch.utils.tensorboard import SummaryWriter as writer_cls

@@ -75,3 +75,12 @@ def test_new_family_is_one_registry_entry_with_its_own_batch_size(tmp_path, monk
     rows = bench.main(args.split())
     assert set(seen) == {7}
     assert rows[0]["mean"] == pytest.approx(1.5) and rows[0]["bias"] == pytest.approx(-0.5)
+
+
+def test_a_critic_free_estimator_runs_once_whatever_the_critics(tmp_path, monkeypatch):
+    runs = []
+    spec = bench.RunnerSpec(lambda cfg: runs.append(cfg.critic) or _Constant(), uses_critic=False)
+    monkeypatch.setitem(bench.RUNNERS, "toy", spec)
+    args = "--estimators toy --critic separable concat --steps-per-level 4 --levels 2"
+    rows = bench.main([*args.split(), "--no-tensorboard", "--out", str(tmp_path)])
+    assert runs == ["separable"] and [r["critic"] for r in rows] == ["separable"]
