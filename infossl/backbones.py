@@ -101,11 +101,8 @@ def build_backbone(
 ) -> tuple[nn.Module, int]:
     """A feature extractor by name: ``resnet18|34|50``, ``timm:NAME``, ``lightly:resnet-N``."""
     small = uses_small_image_stem(small_images, image_size)
-    if pretrained and name not in TORCHVISION_RESNETS:
-        raise BackboneError(
-            f"backbone.pretrained=true is supported for {', '.join(TORCHVISION_RESNETS)} "
-            f"(torchvision ImageNet weights), not '{name}'"
-        )
+    if pretrained:
+        _check_pretrained_name(name)
     if name in TORCHVISION_RESNETS:
         return _torchvision_resnet(name, small, zero_init_residual, pretrained)
     if name.startswith("timm:"):
@@ -121,12 +118,16 @@ def build_backbone(
     )
 
 
+def _check_pretrained_name(name: str) -> None:
+    if name not in TORCHVISION_RESNETS:
+        raise BackboneError(
+            f"backbone.pretrained=true is supported for {', '.join(TORCHVISION_RESNETS)} "
+            f"(torchvision ImageNet weights), not '{name}'"
+        )
+
+
 def check_pretrained_weights(backbone_cfg: dict) -> None:
     """Fail before a run directory is created when requested ImageNet weights are missing."""
-    if backbone_cfg.get("pretrained"):
-        if backbone_cfg["name"] not in TORCHVISION_RESNETS:
-            raise BackboneError(
-                f"backbone.pretrained=true is supported for {', '.join(TORCHVISION_RESNETS)} "
-                f"(torchvision ImageNet weights), not '{backbone_cfg['name']}'"
-            )
+    if backbone_cfg["pretrained"]:
+        _check_pretrained_name(backbone_cfg["name"])
         _imagenet_weights(backbone_cfg["name"])

@@ -205,10 +205,11 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _validate_dml(cfg: DictConfig) -> None:
-    norms = ("none", "batch")
-    if cfg.loss.feature_norm not in norms:
+    from infossl.methods.dml import FEATURE_NORMS
+
+    if cfg.loss.feature_norm not in FEATURE_NORMS:
         raise ConfigError(
-            f"loss.feature_norm must be one of {norms}, not '{cfg.loss.feature_norm}'"
+            f"loss.feature_norm must be one of {FEATURE_NORMS}, not '{cfg.loss.feature_norm}'"
         )
     if cfg.method == "dml-pairwise":
         from infossl.losses.pairwise import NAMES

@@ -53,8 +53,9 @@ def test_knife_entropy_regularizer_fits_its_estimator_every_step_and_logs_its_va
     values = [v for _, v in scalars["train/knife_entropy/knife_entropy"]]
     fit_losses = [v for _, v in scalars["train/knife_entropy/knife_fit_loss"]]
     assert len(values) >= 4 and all(torch.isfinite(torch.tensor(values)))
-    # The fit loss is the negative log-likelihood of the same batch: the entropy estimate.
-    assert all(torch.isfinite(torch.tensor(fit_losses)))
+    # The fit loss is -mean log p of the same (standardized) batch just before the estimator's
+    # one Adam step (lr 1e-3); the logged estimate is the same quantity just after it.
+    torch.testing.assert_close(torch.tensor(fit_losses), torch.tensor(values), rtol=0.05, atol=0.5)
 
 
 @pytest.mark.parametrize(

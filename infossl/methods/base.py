@@ -73,7 +73,7 @@ class BaseMethod(pl.LightningModule):
             b["small_images"],
             b["zero_init_residual"],
             b["width"],
-            b.get("pretrained", False),
+            b["pretrained"],
         )
         self.projector = self.build_projector()
         if num_classes:
@@ -207,7 +207,7 @@ class BaseMethod(pl.LightningModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.cfg["backbone"].get("freeze_bn", False):
+        if mode and self.cfg["backbone"]["freeze_bn"]:
             # The official DML code's set_bn_eval: ImageNet statistics stay fixed (batches of
             # a few fine-grained classes would corrupt them); the affine weights still train.
             for module in self.backbone.modules():
@@ -218,7 +218,7 @@ class BaseMethod(pl.LightningModule):
     def _schedule_lengths(self) -> tuple[int, int]:
         total = max(1, int(self.trainer.estimated_stepping_batches))
         o = self.cfg["optimizer"]
-        if o.get("warmup_steps", 0) > 0:
+        if o["warmup_steps"] > 0:
             return min(o["warmup_steps"], total), total
         per_epoch = max(1, total // max(1, self.trainer.max_epochs))
         return min(o["warmup_epochs"] * per_epoch, total), total

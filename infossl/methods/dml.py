@@ -36,10 +36,9 @@ FEATURE_NORMS = ("none", "batch")
 
 def embedding_head(loss_cfg: dict, feature_dim: int) -> tuple[nn.Module, int]:
     """backbone features -> retrieval embedding: optional Linear, optional BatchNorm1d(affine=
-    False). Shared by training and eval (infossl/eval/retrieval_protocol.py)."""
+    False). Shared by training and eval (infossl/eval/retrieval_protocol.py); ``feature_norm``
+    is checked by config.validate."""
     norm = loss_cfg["feature_norm"]
-    if norm not in FEATURE_NORMS:
-        raise ValueError(f"loss.feature_norm must be one of {FEATURE_NORMS}, not '{norm}'")
     layers: list[nn.Module] = []
     dim = feature_dim
     if loss_cfg["embedding_dim"] > 0:
