@@ -8,6 +8,14 @@ variance and MSE against the true MI (pooled over seeds).
     python benchmarks/mi_estimation.py --estimators infonce nwj mine+reg flo --critic concat \
         --steps-per-level 4000 --seeds 0 --out runs/mi
 
+``--semantics official`` trains the bounds as ReMINE's Gaussian code does
+(Siyeong-Lee/Deconstructing-MINE, ``experiments.py``) where that differs from Poole's / Song &
+Ermon's: SMILE (and ReSMILE) with tau = 10 trained on the clipped DV value itself
+(``smile_lower_bound``, ``resmile_lower_bound``); TUBA with a = 1 (no learned baseline,
+``tuba_lower_bound(a_y=1.0)``); ReNWJ / ReTUBA with the scores clipped to [-10, 10] inside the
+value (``retuba_lower_bound``). DV, JS and InfoNCE are the same under both; rows get the suffix
+``[official]``.
+
 A new estimator family is one entry of ``RUNNERS``: a builder returning an nn.Module whose
 ``forward(x, y)`` gives ``(loss, mi_estimate)``, with its own batch size and learning rate if the
 paper used other ones (KNIFE: batch 128, lr 1e-3). ``--merge`` combines the outputs of several runs.
@@ -55,6 +63,16 @@ class RunConfig:
     reg_weight: float = 0.0
     reg_target: float = 0.0
     reg_distance: str = "squared"
+    semantics: str = "ours"  # ours | official (ReMINE's experiments.py, see OFFICIAL_KWARGS)
+
+
+# ReMINE's experiments.py arithmetic: estimator -> (kwargs unregularized, kwargs with +reg).
+OFFICIAL_CLIP = 10.0
+OFFICIAL_KWARGS: dict[str, tuple[dict, dict]] = {
+    "smile": ({"clip": OFFICIAL_CLIP, "objective": "dv"},) * 2,
+    "nwj": ({}, {"clip": OFFICIAL_CLIP}),
+    "tuba": ({}, {"clip": OFFICIAL_CLIP}),
+}
 
 
 @dataclass
@@ -76,15 +94,21 @@ def make_critic(cfg: RunConfig) -> nn.Module:
 
 class BoundRunner(nn.Module):
     """A critic + one of ``mi_bounds.ESTIMATORS``; TUBA adds Poole's "unnormalized" baseline
-    log a(x) (MLP, 512 hidden, 2 layers, scalar) on the row variable."""
+    log a(x) (MLP, 512 hidden, 2 layers, scalar) on the row variable, except under the official
+    ReMINE semantics (a = 1)."""
 
-    def __init__(self, estimator: str, cfg: RunConfig, **kwargs):
+    def __init__(self, estimator: str, cfg: RunConfig):
         super().__init__()
+        official = cfg.semantics == "official"
+        kwargs = {}
+        if official and estimator in OFFICIAL_KWARGS:
+            kwargs = OFFICIAL_KWARGS[estimator][cfg.reg_weight != 0.0]
         self.critic = make_critic(cfg)
         self.bound = MIBoundLoss(
             estimator, cfg.reg_weight, cfg.reg_target, cfg.reg_distance, **kwargs
         )
-        self.baseline = mlp(cfg.dim, 512, 1, 2) if estimator == "tuba" else None
+        use_baseline = estimator == "tuba" and not official
+        self.baseline = mlp(cfg.dim, 512, 1, 2) if use_baseline else None
 
     def forward(self, x, y):
         extra = {} if self.baseline is None else {"log_baseline": self.baseline(x).squeeze(-1)}
@@ -216,7 +240,10 @@ def plot(traces: dict[str, np.ndarray], true_mi: np.ndarray, batch_size: int, pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(k.split("|")[0], k.split("|")[1].split("+")[0]) for k in traces})
+    def base(name: str) -> str:
+        return name.replace("[official]", "").split("+")[0]
+
+    panels = sorted({(k.split("|")[0], base(k.split("|")[1])) for k in traces})
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
@@ -224,8 +251,10 @@ def plot(traces: dict[str, np.ndarray], true_mi: np.ndarray, batch_size: int, pa
     steps = np.arange(len(true_mi))
     for key, est in sorted(traces.items()):
         critic, name = key.split("|")[:2]
-        ax = axes[panels.index((critic, name.split("+")[0]))]
+        ax = axes[panels.index((critic, base(name)))]
         color = "tab:red" if "+reg" in name else "tab:blue"
+        if "[official]" in name:
+            color = "tab:green" if "+reg" in name else "tab:purple"
         mean = np.nanmean(est, axis=0) if np.isfinite(est).any() else est[0]
         ax.plot(steps, mean, color=color, alpha=0.15, lw=0.5)
         ax.plot(steps, ewm(mean), color=color, lw=1.2, label=name)
@@ -289,6 +318,12 @@ def main(argv=None):
     )
     p.add_argument("--reg-target", type=float, default=0.0, help="C (ReMINE code: 0)")
     p.add_argument("--reg-distance", default="squared", choices=["squared", "absolute"])
+    p.add_argument(
+        "--semantics",
+        default="ours",
+        choices=["ours", "official"],
+        help="official: ReMINE's experiments.py training of smile/nwj/tuba (module docstring)",
+    )
     p.add_argument("--critic", nargs="+", default=["concat"], choices=["separable", "concat"])
     p.add_argument("--cubic", action="store_true")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -314,6 +349,8 @@ def main(argv=None):
         for lam in args.reg_weight if name.endswith("+reg") else [0.0]:
             base, _ = parse_name(name, lam)
             label = name if len(args.reg_weight) == 1 or lam == 0 else f"{name}{lam:g}"
+            if args.semantics == "official":
+                label += "[official]"
             critics = args.critic if RUNNERS[base].uses_critic else args.critic[:1]
             jobs += [(critic, label, base, lam) for critic in critics]
     writer_cls = None
@@ -327,6 +364,7 @@ def main(argv=None):
             reg_weight=lam,
             reg_target=args.reg_target,
             reg_distance=args.reg_distance,
+            semantics=args.semantics,
         )
         spec = RUNNERS[base]
         runs, t0 = [], time.time()
@@ -370,6 +408,7 @@ def main(argv=None):
         levels=args.levels,
         seeds=args.seeds,
         cubic=args.cubic,
+        semantics=args.semantics,
         device=args.device,
         seconds=seconds,
     )

@@ -12,13 +12,28 @@ batch, gather these K-vectors with ``gather_cat`` and still compute *exactly* th
 
 ReMINE (Choi & Lee, UAI 2022; official ``Deconstructing-MINE``): the loss becomes
 ``-objective + lambda * d(log_partition, C)``; the regularizer only shapes the gradient, and the
-reported ``mi`` stays the unregularized estimate (``experiments.py: imine_lower_bound`` returns
+reported ``mi`` stays the unregularized estimate (``experiments_self_consistency.py:
+imine_lower_bound`` and ``experiments.py: remine_lower_bound`` return
 ``mi - reg + stop_gradient(reg)``; here ``loss``'s *value* is ``-mi + reg`` so that the number one
 minimizes is visible, its gradient is the same).
+
+Where the two families of official code train differently, both are available (the defaults of the
+functions are Song & Ermon's / Poole's; ``configs/methods/remine.yaml`` selects ReMINE's):
+
+* SMILE's objective (``smile(objective=...)``): ``"js"`` trains the critic with the JS bound (Song &
+  Ermon, ``smile-mi-estimator/estimators.py: smile_lower_bound``); ``"dv"`` trains on the clipped
+  DV value itself (ReMINE, ``experiments.py: smile_lower_bound / resmile_lower_bound`` with
+  tau = 10; ``experiments_self_contrastive.py: _smile`` also clips the joint term,
+  ``clip_joint=True``).
+* NWJ / TUBA score clip (``nwj(clip=...)``, ``tuba(clip=...)``): ReMINE's ReNWJ / ReTUBA clip the
+  scores to [-10, 10] inside the value (``experiments.py: retuba_lower_bound``,
+  ``experiments_self_contrastive.py: _tuba`` with clip=10), joint and marginal terms alike; the
+  regularizer still reads the unclipped log E_Q[e^T]. Poole's and Song & Ermon's NWJ/TUBA never clip.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,6 +105,7 @@ class MIBoundOutput:
 
 
 def _stats(scores: torch.Tensor | RowStats, clip: float | None = None) -> RowStats:
+    """Row statistics of ``scores`` (clipped at ``clip`` too), or ``scores`` if already reduced."""
     return scores if isinstance(scores, RowStats) else row_statistics(scores, clip=clip)
 
 
@@ -167,7 +183,7 @@ def mine(
     Follows SMILE's ``mine_lower_bound``:
     new = clamp(momentum * ema + (1 - momentum) * Z_batch, 1e-4), gradient term Z_batch / new
     (new held constant). ``ema=None`` starts from 1.0 as SMILE does. The updated average comes
-    back in ``state``; pass it in at the next step. (SMILE's function returns Z_batch instead of
+    back in ``state`` (float64); pass it in at the next step. (SMILE's function returns Z_batch instead of
     the new average, which makes its "EMA" one step long; we carry the average.)
     """
     st = _stats(scores)
@@ -176,15 +192,28 @@ def mine(
     mi = joint - log_partition
     z_batch = log_partition.exp()
     if ema is None:
-        ema = torch.ones((), dtype=z_batch.dtype, device=z_batch.device)
-    new_ema = (momentum * ema.to(z_batch) + (1 - momentum) * z_batch.detach()).clamp(min=1e-4)
-    train = joint - z_batch / new_ema
+        ema = torch.ones((), dtype=torch.float64, device=z_batch.device)
+    # The average is kept in float64 (like the other running state in infossl.losses): over long
+    # runs float32 loses the (1 - momentum) * Z increments once Z spans many orders of magnitude.
+    z64 = z_batch.detach().to(torch.float64)
+    new_ema = (momentum * ema.to(torch.float64) + (1 - momentum) * z64).clamp(min=1e-4)
+    train = joint - z_batch / new_ema.to(z_batch.dtype)
     return _finish(train, mi, joint, log_partition, reg_weight, reg_target, reg_distance, new_ema)
+
+
+def _clipped(st: RowStats, clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(diag, off-diagonal row log-sum-exps) of the scores clipped to [-clip, clip] (None: raw)."""
+    if clip is None:
+        return st.diag, st.offdiag_lse
+    if st.clip != clip:
+        raise ValueError(f"row statistics were clipped at {st.clip}, the bound asked for {clip}")
+    return st.diag.clamp(-clip, clip), st.clipped_offdiag_lse
 
 
 def tuba(
     scores,
     log_baseline: torch.Tensor | None = None,
+    clip: float | None = None,
     reg_weight=0.0,
     reg_target=0.0,
     reg_distance="squared",
@@ -195,28 +224,36 @@ def tuba(
     Poole's benchmark uses the "unnormalized" baseline, a 512-unit MLP of the row variable
     (``BASELINES['unnormalized']``); the benchmark builds it. The regularizer acts on
     log E_Q[e^{T - log a}], the log-partition of the effective critic (ReTUBA with a = 1).
+    ``clip``: the value uses scores clipped to [-clip, clip] (ReMINE's ReTUBA, clip 10: TF
+    ``experiments.py: retuba_lower_bound``, PyTorch ``experiments_self_contrastive.py: _tuba``);
+    the regularized log-partition stays unclipped, as there. None (Poole): no clip.
     """
-    st = _stats(scores)
-    diag, lse = st.diag, st.offdiag_lse
+    st = _stats(scores, clip)
+    diag, lse = _clipped(st, clip)
+    raw_lse = st.offdiag_lse
     if log_baseline is not None:
-        diag, lse = diag - log_baseline, lse - log_baseline
+        diag, lse, raw_lse = diag - log_baseline, lse - log_baseline, raw_lse - log_baseline
     joint = diag.mean()
-    log_partition = _lme_offdiag(lse, st.num_cols)
-    mi = 1.0 + joint - log_partition.exp()
+    mi = 1.0 + joint - _lme_offdiag(lse, st.num_cols).exp()
+    log_partition = _lme_offdiag(raw_lse, st.num_cols)
     return _finish(mi, mi, joint, log_partition, reg_weight, reg_target, reg_distance)
 
 
-def nwj(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoundOutput:
+def nwj(
+    scores, clip: float | None = None, reg_weight=0.0, reg_target=0.0, reg_distance="squared"
+) -> MIBoundOutput:
     """NWJ (Nguyen et al. 2010) = TUBA with a = e: E_P[T] - E_Q[e^{T-1}].
 
     ReNWJ regularizes log E_Q[e^T] of the raw scores (``renwj``: ``reg_marginal`` from a_y = 1).
     At NWJ's optimum log E_Q[e^T] = 1, so the poster's d(E_Q[e^{T-1}], 1) is ``reg_target=1`` here;
-    the official code's target is 0.
+    the official code's target is 0. ``clip`` as in :func:`tuba` (ReMINE's ReNWJ: 10, joint and
+    marginal scores clipped inside the value, ``renwj_lower_bound`` = ``retuba`` with a_y = e).
     """
-    st = _stats(scores)
-    joint = st.diag.mean()
+    st = _stats(scores, clip)
+    diag, lse = _clipped(st, clip)
+    joint = diag.mean()
+    mi = joint - (_lme_offdiag(lse, st.num_cols) - 1.0).exp()
     log_partition = _lme_offdiag(st.offdiag_lse, st.num_cols)
-    mi = joint - (log_partition - 1.0).exp()
     return _finish(mi, mi, joint, log_partition, reg_weight, reg_target, reg_distance)
 
 
@@ -239,21 +276,40 @@ def js(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoun
     return _finish(train, nwj_value, st.diag.mean(), marginal, reg_weight, reg_target, reg_distance)
 
 
-def smile(
-    scores, clip: float = 5.0, reg_weight=0.0, reg_target=0.0, reg_distance="squared"
-) -> MIBoundOutput:
-    """SMILE (Song & Ermon 2020, Eq. 17): E_P[T] - log E_Q[e^{clip(T, -tau, tau)}], critic trained
-    with the JS bound (``smile_lower_bound``). ReSMILE regularizes the *unclipped* log E_Q[e^T]
-    (``resmile``).
+SMILE_OBJECTIVES = ("js", "dv")
 
-    tau = 5 is ``MINE/losses.py``'s default and one of the paper's {1, 5, inf}.
+
+def smile(
+    scores,
+    clip: float | None = 5.0,
+    objective: str = "js",
+    clip_joint: bool = False,
+    reg_weight=0.0,
+    reg_target=0.0,
+    reg_distance="squared",
+) -> MIBoundOutput:
+    """SMILE (Song & Ermon 2020, Eq. 17): E_P[T] - log E_Q[e^{clip(T, -tau, tau)}]. ReSMILE
+    regularizes the *unclipped* log E_Q[e^T] (``resmile``).
+
+    ``clip`` is tau; None is tau = infinity (SMILE's own default in ``estimators.py``: the value is
+    then DV). ``objective`` is what trains the critic:
+
+    * ``"js"``: the JS bound, the value only reported (Song & Ermon, ``smile-mi-estimator/
+      estimators.py: smile_lower_bound`` returns ``js + (dv - js).detach()``);
+    * ``"dv"``: the clipped value itself (ReMINE, ``Deconstructing-MINE/experiments.py:
+      smile_lower_bound``, ``resmile_lower_bound``; ``MINE/losses.py: smile_loss``).
+
+    ``clip_joint=True`` also clips E_P[T] (ReMINE's PyTorch ``experiments_self_contrastive.py:
+    _smile``); the TF Gaussian code and Song & Ermon do not. tau = 5 is ``MINE/losses.py``'s default
+    and one of Song & Ermon's {1, 5, inf}; ReMINE's official runs use 10.
     """
-    st = scores if isinstance(scores, RowStats) else row_statistics(scores, clip=clip)
-    if st.clip != clip:
-        raise ValueError(f"row statistics were clipped at {st.clip}, smile asked for {clip}")
-    train, _ = _js_fgan(st)
-    joint = st.diag.mean()
-    mi = joint - _lme_offdiag(st.clipped_offdiag_lse, st.num_cols)
+    if objective not in SMILE_OBJECTIVES:
+        raise ValueError(f"smile objective must be one of {SMILE_OBJECTIVES}, got {objective!r}")
+    st = _stats(scores, clip)
+    diag, lse = _clipped(st, clip)
+    joint = diag.mean() if clip_joint else st.diag.mean()
+    mi = joint - _lme_offdiag(lse, st.num_cols)
+    train = _js_fgan(st)[0] if objective == "js" else mi
     log_partition = _lme_offdiag(st.offdiag_lse, st.num_cols)
     return _finish(train, mi, joint, log_partition, reg_weight, reg_target, reg_distance)
 
@@ -269,12 +325,25 @@ ESTIMATORS: dict[str, Callable[..., MIBoundOutput]] = {
 }
 
 
+def stats_clip(estimator: str, estimator_kwargs: dict) -> float | None:
+    """The clip level an estimator's row statistics must be computed with (None: no clip).
+
+    Read from the kwargs, else from the estimator's own signature default (one default only).
+    """
+    fn = ESTIMATORS[estimator]
+    param = inspect.signature(fn).parameters.get("clip")
+    if param is None:
+        return None
+    return estimator_kwargs.get("clip", param.default)
+
+
 class MIBoundLoss(torch.nn.Module):
     """An estimator's hyper-parameters and state; ``forward(scores_or_stats)`` -> MIBoundOutput.
 
-    MINE's moving average is the registered buffer ``ema`` (so it is checkpointed); it is updated
-    only in training mode. Extra keyword arguments go to the estimator (``clip`` for smile,
-    ``momentum`` for mine); ``log_baseline`` for tuba is a forward argument.
+    MINE's moving average is the float64 buffer ``ema`` (so it is checkpointed); it is updated
+    only in training mode. Extra keyword arguments go to the estimator (``clip``, ``objective``,
+    ``clip_joint`` for smile, ``clip`` for nwj/tuba, ``momentum`` for mine); ``log_baseline`` for
+    tuba is a forward argument.
     """
 
     def __init__(
@@ -293,12 +362,12 @@ class MIBoundLoss(torch.nn.Module):
         self.estimator = estimator
         self.reg = dict(reg_weight=reg_weight, reg_target=reg_target, reg_distance=reg_distance)
         self.estimator_kwargs = estimator_kwargs
-        self.register_buffer("ema", torch.ones(()))
+        self.register_buffer("ema", torch.ones((), dtype=torch.float64))
 
     @property
     def clip(self) -> float | None:
-        """Clip level the row statistics must be computed with (SMILE), else None."""
-        return self.estimator_kwargs.get("clip", 5.0) if self.estimator == "smile" else None
+        """Clip level the row statistics must be computed with (smile, clipped nwj/tuba)."""
+        return stats_clip(self.estimator, self.estimator_kwargs)
 
     def forward(self, scores: torch.Tensor | RowStats, **kwargs) -> MIBoundOutput:
         fn = ESTIMATORS[self.estimator]

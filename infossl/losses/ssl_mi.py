@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from infossl.distributed import gather_cat, rank
 from infossl.losses.flo import flo_from_rows, flo_per_row
-from infossl.losses.mi_bounds import ESTIMATORS, row_statistics
+from infossl.losses.mi_bounds import ESTIMATORS, row_statistics, stats_clip
 
 
 def _local_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float, normalize: bool):
@@ -36,7 +36,7 @@ def _local_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float, normal
 def remine_ssl_loss(
     z1: torch.Tensor,
     z2: torch.Tensor,
-    estimator: str = "mine",
+    estimator: str = "dv",
     reg_weight: float = 0.0,
     reg_target: float = 0.0,
     reg_distance: str = "squared",
@@ -49,15 +49,18 @@ def remine_ssl_loss(
     Defaults follow ReMINE's contrastive benchmark (``experiments_self_contrastive.py``): the raw
     inner product of *unnormalized* 512-d ResNet features, scale 1 (``torch.matmul(logits,
     logits.T)``). ``normalize=True`` with a temperature gives the SimCLR-style cosine critic.
-    ``estimator_kwargs`` go to the estimator: ``clip`` (smile), ``ema`` and ``momentum`` (mine: pass
-    the state returned as ``state`` at the previous step, or use ``MIBoundLoss``'s buffer).
+    The default estimator ``dv`` with ``reg_weight > 0`` is the official ReMINE (in-batch DV plus the
+    regularizer, no moving average: ``experiments_self_contrastive.py: remine``).
+    ``estimator_kwargs`` go to the estimator: ``clip``, ``objective``, ``clip_joint`` (smile),
+    ``clip`` (nwj, tuba), ``ema`` and ``momentum`` (mine: pass the state returned as ``state`` at
+    the previous step, or use ``ReMINESSLLoss``'s buffer).
 
     Returns ``loss``, ``mi_estimate``, ``joint_term``, ``log_partition`` (and ``state`` for mine).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
     scores, _ = _local_scores(z1, z2, temperature, normalize)
-    clip = estimator_kwargs.get("clip", 5.0) if estimator == "smile" else None
+    clip = stats_clip(estimator, estimator_kwargs)
     local = row_statistics(scores, diag_offset=rank() * z1.shape[0], clip=clip)
     stats = local.map(gather_cat)  # statistics of the full N x N matrix, on every process
     out = ESTIMATORS[estimator](
@@ -113,13 +116,13 @@ def flo_ssl_loss(
 
 
 class ReMINESSLLoss(torch.nn.Module):
-    """Holds the settings of :func:`remine_ssl_loss` and MINE's moving average (buffer ``ema``,
-    checkpointed, updated in training mode only; identical on every process since it is computed
-    from gathered statistics)."""
+    """Holds the settings of :func:`remine_ssl_loss` and MINE's moving average (float64 buffer
+    ``ema``, checkpointed, updated in training mode only; identical on every process since it is
+    computed from gathered statistics)."""
 
     def __init__(
         self,
-        estimator: str = "mine",
+        estimator: str = "dv",
         reg_weight: float = 0.0,
         reg_target: float = 0.0,
         reg_distance: str = "squared",
@@ -139,7 +142,7 @@ class ReMINESSLLoss(torch.nn.Module):
             normalize=normalize,
             **estimator_kwargs,
         )
-        self.register_buffer("ema", torch.ones(()))
+        self.register_buffer("ema", torch.ones((), dtype=torch.float64))
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
         extra = {"ema": self.ema} if self.estimator == "mine" else {}
