@@ -28,7 +28,8 @@ functions are Song & Ermon's / Poole's; ``configs/methods/remine.yaml`` selects 
 * NWJ / TUBA score clip (``nwj(clip=...)``, ``tuba(clip=...)``): ReMINE's ReNWJ / ReTUBA clip the
   scores to [-10, 10] inside the value (``experiments.py: retuba_lower_bound``,
   ``experiments_self_contrastive.py: _tuba`` with clip=10), joint and marginal terms alike; the
-  regularizer still reads the unclipped log E_Q[e^T]. Poole's and Song & Ermon's NWJ/TUBA never clip.
+  regularizer still reads the unclipped log E_Q[e^T]. Poole's and Song & Ermon's NWJ/TUBA do not
+  clip.
 """
 
 from __future__ import annotations
@@ -183,8 +184,8 @@ def mine(
     Follows SMILE's ``mine_lower_bound``:
     new = clamp(momentum * ema + (1 - momentum) * Z_batch, 1e-4), gradient term Z_batch / new
     (new held constant). ``ema=None`` starts from 1.0 as SMILE does. The updated average comes
-    back in ``state`` (float64); pass it in at the next step. (SMILE's function returns Z_batch instead of
-    the new average, which makes its "EMA" one step long; we carry the average.)
+    back in ``state`` (float64); pass it in at the next step. (SMILE's function returns Z_batch
+    instead of the new average, which makes its "EMA" one step long; we carry the average.)
     """
     st = _stats(scores)
     joint = st.diag.mean()

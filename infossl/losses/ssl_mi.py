@@ -49,8 +49,8 @@ def remine_ssl_loss(
     Defaults follow ReMINE's contrastive benchmark (``experiments_self_contrastive.py``): the raw
     inner product of *unnormalized* 512-d ResNet features, scale 1 (``torch.matmul(logits,
     logits.T)``). ``normalize=True`` with a temperature gives the SimCLR-style cosine critic.
-    The default estimator ``dv`` with ``reg_weight > 0`` is the official ReMINE (in-batch DV plus the
-    regularizer, no moving average: ``experiments_self_contrastive.py: remine``).
+    The default estimator ``dv`` with ``reg_weight > 0`` is the official ReMINE (in-batch DV plus
+    the regularizer, no moving average: ``experiments_self_contrastive.py: remine``).
     ``estimator_kwargs`` go to the estimator: ``clip``, ``objective``, ``clip_joint`` (smile),
     ``clip`` (nwj, tuba), ``ema`` and ``momentum`` (mine: pass the state returned as ``state`` at
     the previous step, or use ``ReMINESSLLoss``'s buffer).
