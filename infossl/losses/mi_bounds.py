@@ -326,6 +326,23 @@ ESTIMATORS: dict[str, Callable[..., MIBoundOutput]] = {
 }
 
 
+def check_options(estimator: str, estimator_kwargs: dict) -> None:
+    """Reject an unknown estimator, keyword, SMILE objective or a non-positive clip up front
+    (construction time, not the first training step)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
+    params = inspect.signature(ESTIMATORS[estimator]).parameters
+    unknown = sorted(set(estimator_kwargs) - set(params))
+    if unknown:
+        raise ValueError(f"estimator {estimator!r} takes no option(s) {unknown}")
+    objective = estimator_kwargs.get("objective", SMILE_OBJECTIVES[0])
+    if objective not in SMILE_OBJECTIVES:
+        raise ValueError(f"smile objective must be one of {SMILE_OBJECTIVES}, got {objective!r}")
+    clip = estimator_kwargs.get("clip")
+    if clip is not None and not clip > 0:
+        raise ValueError(f"clip must be > 0 (or null for no clip), got {clip}")
+
+
 def stats_clip(estimator: str, estimator_kwargs: dict) -> float | None:
     """The clip level an estimator's row statistics must be computed with (None: no clip).
 
@@ -356,8 +373,7 @@ class MIBoundLoss(torch.nn.Module):
         **estimator_kwargs,
     ):
         super().__init__()
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
+        check_options(estimator, estimator_kwargs)
         if reg_distance not in REG_DISTANCES:
             raise ValueError(f"reg_distance must be one of {REG_DISTANCES}")
         self.estimator = estimator

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from infossl.distributed import gather_cat, rank
 from infossl.losses.flo import flo_from_rows, flo_per_row
-from infossl.losses.mi_bounds import ESTIMATORS, row_statistics, stats_clip
+from infossl.losses.mi_bounds import ESTIMATORS, check_options, row_statistics, stats_clip
 
 
 def _local_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float, normalize: bool):
@@ -131,8 +131,7 @@ class ReMINESSLLoss(torch.nn.Module):
         **estimator_kwargs,
     ):
         super().__init__()
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
+        check_options(estimator, estimator_kwargs)
         self.estimator = estimator
         self.kwargs = dict(
             reg_weight=reg_weight,
