@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from train_helpers import assert_one_line_error, run_script, tensorboard_scalars, train
 
 pytestmark = pytest.mark.slow
@@ -27,6 +28,36 @@ def test_mi_methods_train_and_log_the_remine_terms(tmp_path, method, extra):
     for tag in ("train/mi_estimate", "train/joint_term", "train/log_partition", "train/loss"):
         assert tag in scalars, sorted(scalars)
         assert all(torch.isfinite(torch.tensor(v)) for _, v in scalars[tag])
+
+
+def test_remine_defaults_train_the_official_remine_dv_plus_regularizer(tmp_path):
+    # Official ReMINE (Deconstructing-MINE experiments_self_contrastive.py: remine): in-batch DV
+    # + lambda (log E_Q[e^T] - C)^2, no moving average.
+    result = train(
+        tmp_path,
+        "remine",
+        "--method",
+        "remine",
+        "--epochs",
+        "1",
+        "data.train_fraction=0.4",
+        "trainer.log_every_n_steps=1",
+        "diagnostics.every_n_epochs=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loss_cfg = OmegaConf.load(tmp_path / "remine" / "config.yaml").loss
+    assert (loss_cfg.estimator, loss_cfg.reg_weight, loss_cfg.reg_target) == ("dv", 0.1, 0.0)
+    scalars = {k: dict(v) for k, v in tensorboard_scalars(tmp_path / "remine").items()}
+    steps = sorted(scalars["train/loss"])
+    assert len(steps) >= 5
+    for step in steps:
+        mi, joint = scalars["train/mi_estimate"][step], scalars["train/joint_term"][step]
+        log_z = scalars["train/log_partition"][step]
+        assert mi == pytest.approx(joint - log_z, abs=1e-4)  # the DV value
+        assert scalars["train/loss"][step] == pytest.approx(-mi + 0.1 * log_z**2, abs=1e-4)
+    # DV, not MINE: the moving average was never updated
+    ckpt = torch.load(tmp_path / "remine" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["state_dict"]["criterion.ema"].item() == 1.0
 
 
 def test_corinfomax_without_enough_gpus_is_one_clear_line(tmp_path):
