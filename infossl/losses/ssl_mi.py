@@ -85,7 +85,7 @@ def flo_ssl_loss(
     z1: torch.Tensor,
     z2: torch.Tensor,
     u_head: torch.nn.Module,
-    temperature: float = 0.1,
+    temperature: float | torch.Tensor = 0.1,
     normalize: bool = True,
     reg_weight: float = 0.0,
     reg_target: float = 0.0,
@@ -94,7 +94,8 @@ def flo_ssl_loss(
     """FLO with FLO's bilinear critic g_ij = <h1_i, h2_j> / t (unit-norm h when ``normalize``) and
     u_i = u_head([h1_i; h2_i]) on the positive pairs (``LossFLO``: u of the (feat1, feat2) pair).
 
-    ``u_head`` maps (n, 2D) -> (n,) or (n, 1). Returns ``loss``, ``mi_estimate``, ``joint_term``,
+    ``u_head`` maps (n, 2D) -> (n,) or (n, 1). ``temperature`` may be a learned scalar tensor
+    (the official ``BilinearCritic.tau``). Returns ``loss``, ``mi_estimate``, ``joint_term``,
     ``log_partition`` and ``neg_pmi`` (mean u).
     """
     n = z1.shape[0]
@@ -155,7 +156,18 @@ class ReMINESSLLoss(torch.nn.Module):
 class FLOSSLLoss(torch.nn.Module):
     """FLO loss that owns its u head: an MLP on [h1; h2] (2 * dim -> hidden -> 1), as the official
     ``LossFLO`` pairs a u network with the bilinear critic. Its parameters must be optimized with
-    the encoder's (they are this module's parameters)."""
+    the encoder's (they are this module's parameters).
+
+    Ours (``configs/methods/flo.yaml``): a fixed temperature 0.1, the SimCLR-style value for a
+    cosine critic, and a 512-unit u head. Official (qingguo666/FLO,
+    ``Jupyter-Notebook/FLO-BiLinear-code-snippet.ipynb``): ``learn_temperature=True`` with
+    ``temperature=1.0`` makes the temperature the learned parameter ``tau`` of its
+    ``BilinearCritic`` (init 1, scores ``<h1/sqrt(tau), h2/sqrt(tau)>`` = cosine / tau), and
+    ``hidden_dim=128`` is its u network ``MLP(2 * feature_dim, hidden_dim=[128])`` on the unit-norm
+    features. Differences left: the notebook's MLPs use Xavier-uniform weights (ours PyTorch's
+    default init), and tau is a weight like any other here (weight decay applies; the notebook
+    trains with plain Adam).
+    """
 
     def __init__(
         self,
@@ -166,13 +178,20 @@ class FLOSSLLoss(torch.nn.Module):
         reg_weight: float = 0.0,
         reg_target: float = 0.0,
         reg_distance: str = "squared",
+        learn_temperature: bool = False,
     ):
         super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.u_head = torch.nn.Sequential(
             torch.nn.Linear(2 * dim, hidden_dim), torch.nn.ReLU(), torch.nn.Linear(hidden_dim, 1)
         )
+        # The official parameter is tau itself (torch.nn.Parameter(torch.Tensor([tau]))).
+        self.tau = (
+            torch.nn.Parameter(torch.tensor(float(temperature))) if learn_temperature else None
+        )
+        self.temperature = temperature
         self.kwargs = dict(
-            temperature=temperature,
             normalize=normalize,
             reg_weight=reg_weight,
             reg_target=reg_target,
@@ -180,4 +199,8 @@ class FLOSSLLoss(torch.nn.Module):
         )
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
-        return flo_ssl_loss(z1, z2, self.u_head, **self.kwargs)
+        temperature = self.temperature if self.tau is None else self.tau
+        out = flo_ssl_loss(z1, z2, self.u_head, temperature=temperature, **self.kwargs)
+        if self.tau is not None:
+            out["temperature"] = self.tau.detach()
+        return out

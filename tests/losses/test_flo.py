@@ -96,3 +96,48 @@ def test_u_learns_negative_pointwise_mi_on_2d_gaussian():
     pmi = (-((y - rho * x) ** 2) / (2 * s2) - 0.5 * math.log(s2) + y**2 / 2).squeeze(1)
     corr = torch.corrcoef(torch.stack([neg_u, pmi]))[0, 1]
     assert corr > 0.9, float(corr)
+
+
+def official_bilinear_flo(x, y, tau, u_func):
+    """qingguo666/FLO, Jupyter-Notebook/FLO-BiLinear-code-snippet.ipynb: BilinearCritic.forward
+    (hx / sqrt(tau), hy / sqrt(tau), u_func(hx, hy) on the unit-norm features) followed by
+    BilinearFLO.PMI's one-function mode, then .mean() (the loss)."""
+    hx = torch.nn.functional.normalize(x, dim=1)
+    hy = torch.nn.functional.normalize(y, dim=1)
+    u = u_func(torch.cat([hx, hy], dim=1))
+    sq = torch.sqrt(tau)
+    similarity = (hx / sq) @ (hy / sq).t()
+    pos_mask = torch.eye(hx.size(0), dtype=torch.bool)
+    g = similarity[pos_mask].view(hx.size(0), -1)
+    g0 = similarity[~pos_mask].view(hx.size(0), -1)
+    g0_logsumexp = torch.logsumexp(g0, 1).view(-1, 1)
+    return (u + torch.exp(-u + g0_logsumexp - g) / (hx.size(0) - 1) - 1).mean()
+
+
+def test_learned_temperature_and_128_unit_u_match_the_official_bilinear_flo():
+    from infossl.losses.ssl_mi import FLOSSLLoss
+
+    torch.manual_seed(6)
+    module = FLOSSLLoss(dim=5, hidden_dim=128, temperature=1.0, learn_temperature=True).double()
+    assert module.u_head[0].out_features == 128 and module.tau.item() == 1.0
+    with torch.no_grad():
+        module.tau.fill_(0.7)  # away from 1, so that a wrong power of tau shows
+    x = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    y = (x + 0.3 * torch.randn(9, 5, dtype=torch.float64)).detach().requires_grad_(True)
+    out = module(x, y)
+    ref = official_bilinear_flo(x, y, module.tau, module.u_head)
+    torch.testing.assert_close(out["loss"], ref)
+    torch.testing.assert_close(out["temperature"], module.tau.detach())
+    wrt = (x, y, module.tau, *module.u_head.parameters())
+    grads_ref = torch.autograd.grad(ref, wrt)
+    for a, b in zip(torch.autograd.grad(out["loss"], wrt), grads_ref, strict=True):
+        torch.testing.assert_close(a, b)
+    assert abs(float(grads_ref[2])) > 1e-3  # tau really learns
+
+
+def test_fixed_temperature_is_not_a_parameter():
+    from infossl.losses.ssl_mi import FLOSSLLoss
+
+    module = FLOSSLLoss(dim=4, hidden_dim=8, temperature=0.1)
+    assert module.tau is None
+    assert "tau" not in dict(module.named_parameters())
