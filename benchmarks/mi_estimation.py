@@ -13,7 +13,8 @@ variance and MSE against the true MI (pooled over seeds).
 Ermon's: SMILE (and ReSMILE) with tau = 10 trained on the clipped DV value itself
 (``smile_lower_bound``, ``resmile_lower_bound``); TUBA with a = 1 (no learned baseline,
 ``tuba_lower_bound(a_y=1.0)``); ReNWJ / ReTUBA with the scores clipped to [-10, 10] inside the
-value (``retuba_lower_bound``). DV, JS and InfoNCE are the same under both; rows get the suffix
+value (``retuba_lower_bound``); KNIFE with the official per-sample |-log p| (g-pichler/knife,
+``MultiGaussKernelEE.forward``). DV, JS and InfoNCE are the same under both; rows get the suffix
 ``[official]``.
 
 A new estimator family is one entry of ``RUNNERS``: a builder returning an nn.Module whose
@@ -157,7 +158,12 @@ class KnifeRunner(nn.Module):
 
     def __init__(self, cfg: RunConfig, batch_size: int = 128):
         super().__init__()
-        self.knife = JointKNIFE(cfg.dim, cfg.dim, num_modes=batch_size // 6)
+        self.knife = JointKNIFE(
+            cfg.dim,
+            cfg.dim,
+            num_modes=batch_size // 6,
+            per_sample_abs=cfg.semantics == "official",  # MultiGaussKernelEE.forward's |-log p|
+        )
 
     def forward(self, x, y):
         out = self.knife(x, y)

@@ -19,7 +19,7 @@ MI (official ``KNIFE`` class): I(X; Y) = h(Y) - h(Y | X), fitted with h(Y) + h(Y
 conditional density's weights, means, log-scales (and optionally L) are small networks of X.
 Joint variant (``synthetic_experiments/mi_estimators.py: MIKernelEstimator(use_joint=True)``, used
 for the paper's Gaussian MI staircase): I = |h(X) + h(Y) - h(X, Y)| ("abs to stay +"), fitted with
-h(X) + h(Y) + h(X, Y).
+h(X) + h(Y) + h(X, Y); the official per-sample |-log p| is an option (``JointKNIFE``).
 
 Numerics: every log-density is one log-sum-exp over the components of finite terms, and the
 module casts to float32 (or keeps float64) outside autocast, so half precision never reaches it.
@@ -284,20 +284,32 @@ class JointKNIFE(nn.Module):
     Official settings (mi_estimators.py main): K = batch_size // 6 modes each, full precisions.
     Differences, all in the official code's *parametrisation* rather than the model family:
     it stores the precision diagonal itself (init 1) where we store its log (init ~0, same
-    start), draws means from U[0, 1) where we place them at the first batch's samples, and its
-    per-sample loss is |-log p(x)|, which equals -log p(x) unless the density exceeds 1; we drop
-    that abs. Its ``average='fixed'`` argument never reaches the kernels, so their weights are
-    learned: ``learn_weights=True`` reproduces that.
+    start), draws means from U[0, 1) where we place them at the first batch's samples. Its
+    ``average='fixed'`` argument never reaches the kernels, so their weights are learned:
+    ``learn_weights=True`` reproduces that.
+
+    ``per_sample_abs``: the official ``MultiGaussKernelEE.forward`` averages |-log p(x_n)| (each
+    entropy term, in the estimate and in the fitting loss alike), then
+    ``MIKernelEstimator(use_joint=True)`` takes |h(X) + h(Y) - h(X, Y)|. The two agree unless some
+    density exceeds 1 (then |-log p| != -log p). Ours (``False``, the default) averages -log p, a
+    proper cross-entropy whose minimum is the entropy, and keeps only the final |.|: the per-sample
+    |.| pushes densities above 1 back down, which biases small or negative entropies upward.
     """
 
-    def __init__(self, x_dim: int, y_dim: int, num_modes: int = 21, **kwargs):
+    def __init__(
+        self, x_dim: int, y_dim: int, num_modes: int = 21, per_sample_abs: bool = False, **kwargs
+    ):
         super().__init__()
         self.x_dim = x_dim
+        self.per_sample_abs = per_sample_abs
         self.kernel_x = MarginalKNIFE(x_dim, num_modes, **kwargs)
         self.kernel_y = MarginalKNIFE(y_dim, num_modes, **kwargs)
         self.kernel_xy = MarginalKNIFE(x_dim + y_dim, num_modes, **kwargs)
 
+    def _entropy(self, kernel: MarginalKNIFE, v: torch.Tensor) -> torch.Tensor:
+        return (-kernel.log_density(v)).abs().mean() if self.per_sample_abs else kernel(v)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> JointKnifeMI:
-        h_x, h_y = self.kernel_x(x), self.kernel_y(y)
-        h_xy = self.kernel_xy(torch.cat([x, y], dim=1))
+        h_x, h_y = self._entropy(self.kernel_x, x), self._entropy(self.kernel_y, y)
+        h_xy = self._entropy(self.kernel_xy, torch.cat([x, y], dim=1))
         return JointKnifeMI((h_x + h_y - h_xy).abs(), h_x + h_y + h_xy, h_x, h_y, h_xy)

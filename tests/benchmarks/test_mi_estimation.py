@@ -84,3 +84,19 @@ def test_a_critic_free_estimator_runs_once_whatever_the_critics(tmp_path, monkey
     args = "--estimators toy --critic separable concat --steps-per-level 4 --levels 2"
     rows = bench.main([*args.split(), "--no-tensorboard", "--out", str(tmp_path)])
     assert runs == ["separable"] and [r["critic"] for r in rows] == ["separable"]
+
+
+def test_official_semantics_are_remines_experiments_py_settings():
+    def runner(name, reg_weight):
+        cfg = bench.RunConfig(dim=2, reg_weight=reg_weight, semantics="official")
+        return bench.BoundRunner(name, cfg)
+
+    # resmile_lower_bound / smile_lower_bound: tau = 10, trained on the clipped DV value
+    for lam in (0.0, 1.0):
+        assert runner("smile", lam).bound.estimator_kwargs == {"clip": 10.0, "objective": "dv"}
+    # renwj / retuba clip at 10, nwj / tuba do not; tuba_lower_bound has a = 1 (no baseline)
+    assert runner("nwj", 1.0).bound.estimator_kwargs == {"clip": 10.0}
+    assert runner("nwj", 0.0).bound.estimator_kwargs == {}
+    assert runner("tuba", 1.0).baseline is None and runner("tuba", 1.0).bound.clip == 10.0
+    assert bench.BoundRunner("tuba", bench.RunConfig(dim=2)).baseline is not None
+    assert bench.KnifeRunner(bench.RunConfig(dim=2, semantics="official")).knife.per_sample_abs

@@ -158,3 +158,65 @@ def test_joint_knife_mi_matches_gaussian_analytic_and_fits_the_sum_of_entropies(
     torch.testing.assert_close(out.fit_loss, out.h_x + out.h_y + out.h_xy)
     # h(X) of a 2-D standard Gaussian: log(2 pi e) = 2.838 nats
     assert float(out.h_x) == pytest.approx(math.log(2 * math.pi * math.e), abs=0.1)
+
+
+def official_kernel_logpdf(x, means, diag, tri, weigh):
+    """g-pichler/knife, synthetic_experiments/mi_estimators.py: MultiGaussKernelEE.logpdf
+    (joint=False) with its parameters: means (K, d), diag (1, K, d), tri (1, K, d, d), weigh (1, K).
+    Note L multiplies the unscaled x - a there: A = diag + tril(tri, -1)."""
+    d = x.shape[1]
+    x = x[:, None, :]
+    w = torch.log_softmax(weigh, dim=1)
+    y = x - means
+    y = y * diag + torch.squeeze(torch.matmul(torch.tril(tri, diagonal=-1), y[:, :, :, None]), 3)
+    y = torch.sum(y**2, dim=2)
+    y = -y / 2 + torch.sum(torch.log(torch.abs(diag)), dim=2) + w
+    return -d / 2 * math.log(2 * math.pi) + torch.logsumexp(y, dim=-1)
+
+
+def official_joint_mi(kernels, x, y):
+    """MIKernelEstimator(use_joint=True): forward |hz_1 + hz_2 - hz| and learning_loss
+    hz_1 + hz_2 + hz, every hz = MultiGaussKernelEE.forward = mean(|-logpdf|)."""
+    hz_1, hz_2, hz = (
+        torch.mean(torch.abs(-official_kernel_logpdf(v, *k)))
+        for v, k in zip((x, y, torch.cat([x, y], dim=1)), kernels, strict=True)
+    )
+    return torch.abs(hz_1 + hz_2 - hz), hz_1 + hz_2 + hz
+
+
+def _official_params(kernel: MarginalKNIFE):
+    """Our (log-scale l, L) as the official (diag, tri): A = (I + L) D = D + L D, so tri = L D."""
+    diag = kernel.log_scales.exp()
+    return kernel.means[0], diag, kernel.tril * diag[:, :, None, :], kernel.weight_logits
+
+
+def test_joint_knife_per_sample_abs_matches_official_mi_kernel_estimator():
+    torch.manual_seed(8)
+    knife = JointKNIFE(2, 2, num_modes=4, per_sample_abs=True).double()
+    with torch.no_grad():  # precision scales e^1.5: peak densities well above 1
+        for k in (knife.kernel_x, knife.kernel_y, knife.kernel_xy):
+            k.means.copy_(0.5 * torch.randn_like(k.means))
+            k.log_scales.copy_(1.5 + 0.3 * torch.randn_like(k.log_scales))
+            k.tril.copy_(0.3 * torch.randn_like(k.tril))
+            k.weight_logits.copy_(torch.randn_like(k.weight_logits))
+            k.initialized.fill_(True)
+    x = 0.4 * torch.randn(32, 2, dtype=torch.float64)
+    y = x + 0.2 * torch.randn(32, 2, dtype=torch.float64)
+    kernels = [_official_params(k) for k in (knife.kernel_x, knife.kernel_y, knife.kernel_xy)]
+    log_p = official_kernel_logpdf(x, *kernels[0])
+    assert (log_p > 0).any() and (log_p < 0).any()  # densities on both sides of 1
+    out = knife(x, y)
+    mi_ref, fit_ref = official_joint_mi(kernels, x, y)
+    torch.testing.assert_close(out.mi, mi_ref)
+    torch.testing.assert_close(out.fit_loss, fit_ref)
+    params = list(knife.parameters())
+    for a, b in zip(
+        torch.autograd.grad(out.fit_loss, params, retain_graph=True),
+        torch.autograd.grad(fit_ref, params, retain_graph=True),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    knife.per_sample_abs = False  # ours: |.| on the final MI only; differs once p > 1
+    ours = knife(x, y)
+    torch.testing.assert_close(ours.h_x, -knife.kernel_x.log_density(x).mean())
+    assert abs(ours.fit_loss.item() - fit_ref.item()) > 0.1
