@@ -274,3 +274,25 @@ def test_options_are_checked_at_construction():
         MIBoundLoss("dv", clip=10.0)
     with pytest.raises(ValueError, match="clip must be > 0"):
         check_options("nwj", {"clip": 0.0})
+
+
+def test_remine_preset_routes_the_official_options_to_each_estimator():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    import infossl
+    from infossl.methods.remine import estimator_kwargs
+
+    preset = Path(infossl.__file__).parent / "configs" / "methods" / "remine.yaml"
+    loss = OmegaConf.to_container(OmegaConf.load(preset).loss)
+    assert (loss["estimator"], loss["reg_weight"]) == ("dv", 0.1)
+    assert estimator_kwargs(loss) == {}
+    smile_kwargs = estimator_kwargs({**loss, "estimator": "smile"})
+    assert smile_kwargs == {"clip": 10.0, "objective": "dv", "clip_joint": True}
+    for name in ("nwj", "tuba"):  # renwj_t10 / retuba_t10; plain nwj / tuba never clip
+        assert estimator_kwargs({**loss, "estimator": name}) == {"clip": 10.0}
+        assert estimator_kwargs({**loss, "estimator": name, "reg_weight": 0.0}) == {"clip": None}
+    assert estimator_kwargs({**loss, "estimator": "mine"}) == {"momentum": 0.9}
+    for name in ESTIMATORS:  # every estimator accepts what the preset gives it
+        check_options(name, estimator_kwargs({**loss, "estimator": name}))
