@@ -3,8 +3,7 @@ bf16-mixed, channels_last and GPU augmentation, and the same run split at the ep
 and resumed, which must end bit-identical (weights, buffers, CorInfoMax's float64 moving
 averages); ``--compile`` (inductor) keeps the checkpoint keys and gives finite losses.
 
-The runs of one phase go in parallel (one GPU, tiny models, 16 cores): first every straight
-run, every first half and the compiled run, then every resume."""
+The runs go in parallel (one GPU, tiny models; the GPU machines have 16 cores)."""
 
 import json
 import math
@@ -24,24 +23,23 @@ def _args(method: str) -> list[str]:
     return ["--method", method, *EPOCHS, *GPU_RUN, *METHOD_ARGS[method]]
 
 
-def _in_parallel(root, jobs: dict[str, list[str]]) -> dict:
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = {name: pool.submit(train, root, name, *args) for name, args in jobs.items()}
-        return {name: f.result() for name, f in futures.items()}
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """Every run of this module, in parallel where they are independent: each resume starts as
+    soon as its first half ends; the compiled run (inductor takes a while) delays none."""
     root = tmp_path_factory.mktemp("gpu-runs")
-    first = {f"{m}-straight": _args(m) for m in METHOD_ARGS}
-    first |= {f"{m}-split": [*_args(m), "trainer.stop_after_epoch=1"] for m in METHOD_ARGS}
-    first["infonce-compiled"] = ["--method", "infonce", "--epochs", "1", *GPU_RUN, "--compile"]
-    results = _in_parallel(root, first)
-    after_one = {
-        m: _load(root / f"{m}-split") for m in METHOD_ARGS if results[f"{m}-split"].returncode == 0
-    }
-    second = {f"{m}-split": [*_args(m), "--resume", "auto"] for m in after_one}
-    results |= {f"{name}-resume": r for name, r in _in_parallel(root, second).items()}
+    jobs = {f"{m}-straight": _args(m) for m in METHOD_ARGS}
+    jobs |= {f"{m}-split": [*_args(m), "trainer.stop_after_epoch=1"] for m in METHOD_ARGS}
+    jobs["infonce-compiled"] = ["--method", "infonce", "--epochs", "1", *GPU_RUN, "--compile"]
+    with ThreadPoolExecutor(max_workers=len(jobs) + len(METHOD_ARGS)) as pool:
+        futures = {name: pool.submit(train, root, name, *args) for name, args in jobs.items()}
+        after_one = {}
+        for m in METHOD_ARGS:
+            if futures[f"{m}-split"].result().returncode == 0:
+                after_one[m] = _load(root / f"{m}-split")
+                resume = [*_args(m), "--resume", "auto"]
+                futures[f"{m}-split-resume"] = pool.submit(train, root, f"{m}-split", *resume)
+        results = {name: f.result() for name, f in futures.items()}
     return root, results, after_one
 
 
@@ -50,6 +48,7 @@ def _load(run_dir):
 
 
 def _ok(results, name):
+    assert name in results, f"{name} did not run: its first half failed"
     result = results[name]
     assert result.returncode == 0, f"{name}:\n{result.stderr[-3000:]}"
 
