@@ -77,9 +77,12 @@ def assert_autocast_close(reference, value, tolerance: dict, name: str = "") -> 
 
 class DeviceSyncProbe(HostSyncProbe):
     """:class:`HostSyncProbe` restricted to ops that touch a tensor on ``device_type``, plus
-    blocking copies from the host to that device (each waits for the device's queue to drain,
-    as ``torch.cuda.set_sync_debug_mode`` reports). On CUDA it leaves out what costs nothing:
-    ``int(cpu_tensor)`` on a CPU RNG draw, CPU-only bookkeeping."""
+    linalg's visible error checks and blocking copies from the host to that device (each waits
+    for the device's queue to drain, as ``torch.cuda.set_sync_debug_mode`` reports). On CUDA
+    it leaves out what costs nothing there: ``int(cpu_tensor)`` on a CPU RNG draw, CPU-only
+    bookkeeping. Checks made inside one aten
+    op's kernel (``linalg.eigh``'s) are below what a dispatch mode sees: on CUDA the GPU tier
+    also runs ``torch.cuda.set_sync_debug_mode``, which sees every blocking copy."""
 
     def __init__(self, device_type: str = "cuda"):
         super().__init__()
@@ -105,7 +108,12 @@ class DeviceSyncProbe(HostSyncProbe):
                 self.syncs.append(f"{func}: blocking copy from the host")
             elif src.device.type == self.device_type != "cpu" and target.type == "cpu":
                 self.syncs.append(f"{func}: copy to the host")
-        if self._on_device([*args, *kwargs.values()]):
+        on_device = self._on_device([*args, *kwargs.values()])
+        if on_device and name == "_linalg_check_errors":
+            # linalg's error check reads the solver's info codes on the host (cholesky, inv,
+            # solve without _ex): one sync per call.
+            self.syncs.append(f"{func}: reads the solver's info on the host")
+        if on_device:
             return super().__torch_dispatch__(func, types, args, kwargs)
         return func(*args, **kwargs)
 

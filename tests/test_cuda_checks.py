@@ -105,6 +105,13 @@ def test_device_sync_probe_sees_only_its_device_and_blocking_host_copies():
         "aten._to_copy.default: blocking copy from the host",
         "aten.copy_.default: blocking copy from the host",
     ]
+    # linalg's host-side error check (cholesky = cholesky_ex + the check) is reported.
+    with DeviceSyncProbe("cpu") as linalg_probe:
+        torch.linalg.cholesky(torch.eye(3))
+        torch.linalg.cholesky_ex(torch.eye(3))
+    assert linalg_probe.syncs == [
+        "aten._linalg_check_errors.default: reads the solver's info on the host"
+    ]
     # A boolean mask on the device is reported, as HostSyncProbe reports it.
     with DeviceSyncProbe("cpu") as mask_probe:
         x[x > 0]

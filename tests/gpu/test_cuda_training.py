@@ -30,7 +30,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu-runs")
     jobs = {f"{m}-straight": _args(m) for m in METHOD_ARGS}
     jobs |= {f"{m}-split": [*_args(m), "trainer.stop_after_epoch=1"] for m in METHOD_ARGS}
-    jobs["infonce-compiled"] = ["--method", "infonce", "--epochs", "1", *GPU_RUN, "--compile"]
+    compiled = ["--method", "infonce", "--epochs", "1", *GPU_RUN, "--compile"]
+    jobs["infonce-compiled"] = [*compiled, "trainer.log_every_n_steps=5"]  # several losses
     with ThreadPoolExecutor(max_workers=len(jobs) + len(METHOD_ARGS)) as pool:
         futures = {name: pool.submit(train, root, name, *args) for name, args in jobs.items()}
         after_one = {}
