@@ -203,6 +203,7 @@ part_note=""
 
 # ---- 4. the CUDA throughput commands of BENCHMARKS.md ---------------------------------------
 mapfile -t commands < <("$python" - "$repo/BENCHMARKS.md" "$out" "$python" <<'PY'
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -213,7 +214,7 @@ for line in text.splitlines():
     code = line[4:] if line.startswith("    ") else None
     if current is not None:
         current += " " + code.strip() if code is not None else ""
-    elif code is not None and code.lstrip().startswith("python benchmarks/throughput.py"):
+    elif code is not None and re.match(r"(\w+=\S+ )*python benchmarks/throughput.py", code.strip()):
         current = code.strip()
     if current is not None and not current.endswith("\\"):
         commands.append(current)
@@ -222,11 +223,15 @@ for line in text.splitlines():
         current = current[:-1].rstrip()
 for command in dict.fromkeys(commands):
     args = shlex.split(command)
+    env = []  # leading VAR=value settings, kept with `env`
+    while re.fullmatch(r"\w+=\S*", args[0]):
+        env.append(args.pop(0))
     if "--device" not in args or args[args.index("--device") + 1] != "cuda":
         continue
     i = args.index("--out")
     args[i + 1] = str(Path(out) / Path(args[i + 1]).name)
-    print(Path(args[i + 1]).stem + "\t" + shlex.join([python, *args[1:]]))
+    run = ["env", *env, python, *args[1:]] if env else [python, *args[1:]]
+    print(Path(args[i + 1]).stem + "\t" + shlex.join(run))
 PY
 )
 say "BENCHMARKS.md names ${#commands[@]} CUDA throughput command(s)"
