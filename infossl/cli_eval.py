@@ -8,14 +8,12 @@ diagnostics; or Recall@K retrieval on unseen classes (--protocol retrieval).
 from __future__ import annotations
 
 import argparse
-import sys
 
 from infossl.cli import ArgumentParser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="eval_linear.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -57,5 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(run_cli(main))
+def run() -> int:
+    """The console script (``infossl-eval``): bad input is one line on stderr, exit 2."""
+    return run_cli(main)

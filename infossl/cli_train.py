@@ -21,7 +21,6 @@ DESCRIPTION = __doc__
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="train.py",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -119,5 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(run_cli(main))
+def run() -> int:
+    """The console script (``infossl-train``): bad input is one line on stderr, exit 2."""
+    return run_cli(main)
