@@ -1,61 +1,16 @@
-"""Evaluate what a pretrained backbone learned: offline linear probe, weighted kNN, collapse
-diagnostics; or Recall@K retrieval on unseen classes (--protocol retrieval).
+"""Evaluate what a pretrained backbone learned (the same as ``infossl-eval``): offline linear
+probe, weighted kNN, collapse diagnostics; or Recall@K retrieval on unseen classes
+(--protocol retrieval).
 
     python eval_linear.py --ckpt runs/infonce-digits/checkpoints/last.ckpt
     python eval_linear.py --ckpt ... --data cifar10 --epochs 100 --gpus 1 --precision bf16-mixed
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from infossl.cli import ArgumentParser, run_cli
+from infossl.cli_eval import build_parser, main, run
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="eval_linear.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
-    p.add_argument("--protocol", choices=["linear", "retrieval"], default="linear")
-    p.add_argument("--data", help="dataset (default: the one the run was trained on)")
-    p.add_argument("--data-dir", help="where the dataset lies (default: the run's data.dir)")
-    p.add_argument("--download", action="store_true", default=None)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--augment", choices=["none", "crop-flip"])
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--gpus", type=int, help="N > 0: evaluate on CUDA (features on GPU 0)")
-    p.add_argument("--accelerator", help="auto, cpu or gpu")
-    p.add_argument("--precision", help="32, 16-mixed or bf16-mixed (feature extraction)")
-    p.add_argument(
-        "--random-init",
-        action="store_true",
-        help="evaluate the same architecture at random initialisation (baseline)",
-    )
-    p.add_argument(
-        "--recall-k",
-        type=int,
-        nargs="+",
-        default=[1, 2, 4, 8],
-        help="retrieval: K values for Recall@K",
-    )
-    p.add_argument("--out", help="results JSON (default: <run>/eval/<data>_<protocol>.json)")
-    p.add_argument("--seed", type=int)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_intermixed_args(argv)
-    from infossl.eval.offline import run_evaluation
-
-    run_evaluation(args)
-    return 0
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(run())

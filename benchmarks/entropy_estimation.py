@@ -34,10 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from infossl.losses.knife import MarginalKNIFE  # noqa: E402
+from infossl.losses.knife import MarginalKNIFE
 
 
 @dataclass

@@ -37,19 +37,21 @@ import numpy as np
 import torch
 from torch import nn
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._gaussian import mi_staircase, mi_to_rho, sample_correlated_gaussian  # noqa: E402
-from infossl.losses.critics import (  # noqa: E402
+# infossl is the installed package; the sibling helper module is found as benchmarks._... when
+# imported (tests), and from this folder, sys.path[0], when run as a script.
+if __package__:
+    from benchmarks._gaussian import mi_staircase, mi_to_rho, sample_correlated_gaussian
+else:
+    from _gaussian import mi_staircase, mi_to_rho, sample_correlated_gaussian
+from infossl.losses.critics import (
     ConcatCritic,
     FLOSharedCritic,
     SeparableCritic,
     mlp,
 )
-from infossl.losses.flo import flo  # noqa: E402
-from infossl.losses.knife import JointKNIFE  # noqa: E402
-from infossl.losses.mi_bounds import MIBoundLoss  # noqa: E402
+from infossl.losses.flo import flo
+from infossl.losses.knife import JointKNIFE
+from infossl.losses.mi_bounds import MIBoundLoss
 
 LEVELS = [2.0, 4.0, 6.0, 8.0, 10.0]
 

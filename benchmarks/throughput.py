@@ -34,12 +34,14 @@ from pathlib import Path
 
 import torch
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import _throughput_parts as P  # noqa: E402
-from infossl import config as C  # noqa: E402
-from infossl.speed import resolve_speed  # noqa: E402
+# infossl is the installed package; the sibling helper module is found as benchmarks._... when
+# imported (tests), and from this folder, sys.path[0], when run as a script.
+if __package__:
+    from benchmarks import _throughput_parts as P
+else:
+    import _throughput_parts as P
+from infossl import config as C
+from infossl.speed import resolve_speed
 
 PARTS = ("data", "augment_kernels", "step", "train", "loss", "peak", "variants")
 # Speed settings compared by the "variants" part, against the run's own settings.

@@ -24,6 +24,7 @@ from infossl.cli import UserError
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.transforms import build_crop_flip_transform, build_eval_transform
 from infossl.eval import diagnostics
+from infossl.eval.embedding_map import embedding_maps
 from infossl.eval.knn import knn_top1
 from infossl.eval.linear import extract_features, train_linear_probe, train_linear_probe_on_images
 from infossl.reliability.checkpoint_io import load_checkpoint_safely
@@ -215,6 +216,17 @@ def run_evaluation(args) -> dict:
         "diagnostics": diagnostics.metrics(val_x),
         "wall_time_s": round(time.time() - started, 1),
     }
+    out = _out_path(args, run_dir, data, "linear")
+    result["embedding_maps"] = embedding_maps(
+        val_x,
+        val_y,
+        out.parent,
+        out.stem,
+        log_dir=run_dir if run_dir is not None and not args.random_init else None,
+        step=int(checkpoint.get("global_step") or 0),
+        max_points=settings["embedding_map_points"],
+        seed=settings["seed"],
+    )
     _write(result, args, run_dir, data, "linear")
     return result
 
@@ -232,10 +244,14 @@ def result_header(args, cfg: dict, checkpoint: dict, data: str, protocol: str) -
     }
 
 
-def _write(result: dict, args, run_dir: Path | None, data: str, protocol: str) -> Path:
+def _out_path(args, run_dir: Path | None, data: str, protocol: str) -> Path:
     suffix = "_random_init" if args.random_init else ""
     base = run_dir if run_dir is not None else Path(args.ckpt).resolve().parent
-    out = Path(args.out) if args.out else base / "eval" / f"{data}_{protocol}{suffix}.json"
+    return Path(args.out) if args.out else base / "eval" / f"{data}_{protocol}{suffix}.json"
+
+
+def _write(result: dict, args, run_dir: Path | None, data: str, protocol: str) -> Path:
+    out = _out_path(args, run_dir, data, protocol)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if run_dir is not None and not args.random_init:
