@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[1, 2, 4, 8],
         help="retrieval: K values for Recall@K",
     )
-    p.add_argument("--out", help="results JSON (default: <run>/eval/<data>_<protocol>.json)")
+    p.add_argument(
+        "--out", help="results JSON (default: <run>/eval/<data>_<protocol>_<checkpoint>.json)"
+    )
     p.add_argument("--seed", type=int)
     return p
 

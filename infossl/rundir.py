@@ -1,12 +1,15 @@
 """Run directories: ``<run-dir>/<name>/`` with config.yaml, checkpoints/, events, metrics.json.
 
-Nothing here ever overwrites another run: a new run refuses an existing directory, and only the
-launching process (global rank 0) creates or writes anything.
+Nothing here ever overwrites another run: a new run refuses an existing directory, only the
+launching process (global rank 0) creates or writes anything, and it does so holding the run's
+lock (``infossl.reliability.run_lock``), so whatever temporary file it finds was left by a
+writer that died.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +34,39 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
+def warn(message: str) -> None:
+    """One line on stderr: something the user should know that does not stop the run."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    directory = checkpoint_dir(run_dir)
+    return directory.is_dir() and any(directory.glob("*.ckpt"))
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[tuple[str, int]]:
+    """Delete the temporary files of interrupted atomic writes (``.NAME.XXXX.tmp`` of
+    ``checkpoint_io.atomic_torch_save``, ``config.yaml.tmp``); return (name, bytes) of each.
+    Only call it holding the run's lock: then no live writer owns them."""
+    found = [*checkpoint_dir(run_dir).glob(".*.tmp"), *run_dir.glob("*.tmp")]
+    removed = []
+    for path in sorted(p for p in found if p.is_file()):
+        removed.append((path.name, path.stat().st_size))
+        path.unlink()
+    return removed
+
+
+def clear_half_made(run_dir: Path) -> int:
+    """A run directory that has no checkpoint (its run stopped before the first epoch ended)
+    is started again from scratch: its TensorBoard files describe steps that will be redone
+    and would show as a second curve. Returns how many files were removed."""
+    stale = [*run_dir.glob("events.out.tfevents.*"), *run_dir.glob("hparams.yaml")]
+    for path in stale:
+        path.unlink()
+    checkpoint_dir(run_dir).mkdir(exist_ok=True)
+    return len(stale)
+
+
 def run_dir_of_checkpoint(path: Path) -> Path | None:
     """The run a checkpoint belongs to, when it lies in ``<run>/checkpoints/``."""
     path = path.resolve()
@@ -45,6 +81,12 @@ def create_run_dir(run_dir: Path) -> None:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir()  # atomic: of two runs started with one name at once, one fails here
     except FileExistsError as err:
+        if not has_checkpoint(run_dir):
+            raise RunDirError(
+                f"run directory {run_dir} already exists but holds no checkpoint (an earlier "
+                "start stopped before its first epoch ended); --resume auto starts it again "
+                "from scratch, or choose another --name"
+            ) from err
         raise RunDirError(
             f"run directory {run_dir} already exists; continue it with --resume auto, "
             "or choose another --name"

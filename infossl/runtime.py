@@ -44,7 +44,13 @@ def resolve_devices(trainer_cfg: dict, gpus: int | None) -> dict:
 
 def strategy_for(devices: int, num_nodes: int, timeout_s: float):
     """DDP (gloo on CPU, NCCL on GPU) when more than one process; a bounded collective timeout
-    makes the survivors fail instead of hanging when a peer dies."""
+    makes the survivors fail instead of hanging when a peer dies.
+
+    gloo fails a collective at once when the peer process dies (its sockets close) and after
+    ``timeout`` when the peer hangs (both measured in tests/reliability/test_distributed_faults.py);
+    NCCL's watchdog checks every collective against ``timeout`` and, with
+    ``TORCH_NCCL_ASYNC_ERROR_HANDLING`` at its default (3), ends the process. The timeout must
+    exceed the longest legitimate gap between collectives (rank 0 saving a checkpoint)."""
     if devices * num_nodes == 1:
         return "auto"
     return DDPStrategy(find_unused_parameters=False, timeout=timedelta(seconds=timeout_s))

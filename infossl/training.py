@@ -30,12 +30,16 @@ from infossl.data.datamodule import SSLDataModule
 from infossl.methods import METHODS
 from infossl.reliability.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
 from infossl.reliability.preemption import PreemptionCheckpoint
-from infossl.reliability.resume import find_resume_checkpoint
+from infossl.reliability.resume import choose_resume_checkpoint, not_a_training_checkpoint
+from infossl.reliability.run_lock import RunDirLock
 from infossl.rundir import (
     checkpoint_dir,
+    clear_half_made,
     create_run_dir,
     is_launching_process,
+    remove_stale_temporaries,
     run_dir_of_checkpoint,
+    warn,
     write_config,
 )
 from infossl.runtime import resolve_devices, strategy_for
@@ -61,13 +65,14 @@ class TrainRequest:
 class ResolvedRun:
     cfg: DictConfig
     run_dir: Path
-    checkpoint: Path | None  # what to resume from, if anything
+    checkpoint: Path | None  # --resume PATH (--resume auto chooses under the run's lock)
     resuming_existing_dir: bool
+    fork_of: Path | None = None  # --resume PATH --name NEW: the run PATH belongs to
 
 
 def _resolve(req: TrainRequest) -> ResolvedRun:
     checkpoint = None
-    run_dir = None
+    run_dir = source = None
     if req.resume not in (None, "auto"):
         checkpoint = Path(req.resume)
         if not checkpoint.is_file():
@@ -76,7 +81,10 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
                 ".ckpt path or --resume auto"
             )
         load_checkpoint_safely(checkpoint)  # refuses corrupt files and pickled code early
-        run_dir = run_dir_of_checkpoint(checkpoint)
+        source = run_dir_of_checkpoint(checkpoint)
+        # --name picks the run to write; without it the checkpoint's own run continues.
+        run_dir = req.run_root / req.name if req.name else source
+    fork_of = source if source and run_dir and run_dir.resolve() != source else None
 
     data = req.data or DEFAULT_DATA
     if run_dir is None:
@@ -88,12 +96,10 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
         run_dir = req.run_root / (req.name or f"{req.method}-{data}")
 
     existing = (run_dir / "config.yaml").is_file()
-    if req.resume == "auto" and existing:
-        checkpoint = find_resume_checkpoint(run_dir)
-
-    resuming_dir = req.resume is not None and existing
-    if resuming_dir:
-        cfg = C.stored_config(run_dir / "config.yaml")
+    resuming_dir = req.resume is not None and existing and fork_of is None
+    if resuming_dir or fork_of:
+        # A fork continues the source run's training state, so it starts from its config.
+        cfg = C.stored_config((fork_of or run_dir) / "config.yaml")
         for given, key in ((req.method, "method"), (req.data, "data.name")):
             stored = cfg.method if key == "method" else cfg.data.name
             if given is not None and given != stored:
@@ -116,7 +122,62 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
     cfg = C.resolve_views(cfg)
     cfg = C.normalize_regularizers(cfg)
     C.validate(cfg)
-    return ResolvedRun(cfg, run_dir, checkpoint, resuming_dir)
+    return ResolvedRun(cfg, run_dir, checkpoint, resuming_dir, fork_of)
+
+
+def _checked_checkpoint(path: Path, expected_keys: set[str]) -> Path:
+    """--resume PATH must be a training checkpoint of this model (refused in one line)."""
+    problem = not_a_training_checkpoint(load_checkpoint_safely(path, mmap=True), expected_keys)
+    if problem:
+        raise UserError(f"--resume {path}: not a training checkpoint of this run ({problem})")
+    return path
+
+
+def _open_run_dir(run: ResolvedRun, resume: str | None, expected_keys: set[str]) -> Path | None:
+    """Create, fork into or reopen the run directory (the launching process, holding the run's
+    lock); return the checkpoint to continue from, saying what was found and done."""
+    run_dir = run.run_dir
+    if run.fork_of is not None:
+        create_run_dir(run_dir)  # refuses an existing NEW: a fork never writes into a run
+        print(f"forking {run.fork_of} at {run.checkpoint} into the new run {run_dir}")
+        return run.checkpoint
+    if not run_dir.is_dir() or resume is None:
+        create_run_dir(run_dir)  # refuses an existing one, saying whether it has a checkpoint
+        return run.checkpoint
+    removed = remove_stale_temporaries(run_dir)
+    if removed:
+        megabytes = sum(size for _, size in removed) / 1e6
+        warn(
+            f"removed {len(removed)} temporary file(s) of a write interrupted when its process "
+            f"died ({megabytes:.1f} MB: {', '.join(name for name, _ in removed)}); the files "
+            "they were replacing are intact"
+        )
+    if resume != "auto":
+        return run.checkpoint
+    choice = choose_resume_checkpoint(run_dir, expected_keys)
+    for message in choice.messages:
+        warn(message)
+    if choice.path is None:
+        cleared = clear_half_made(run_dir)
+        extra = f"; removed its {cleared} TensorBoard file(s)" if cleared else ""
+        print(
+            f"run {run_dir} holds no checkpoint (it stopped before its first epoch ended): "
+            f"starting it from scratch{extra}"
+        )
+    return choice.path
+
+
+def _warn_if_schedule_changes(checkpoint: Path, cfg: dict) -> None:
+    trained = load_checkpoint_safely(checkpoint, mmap=True).get("hyper_parameters", {})
+    before = trained.get("cfg", {}).get("trainer", {}).get("epochs")
+    now = cfg["trainer"]["epochs"]
+    if before is not None and before != now:
+        warn(
+            f"trainer.epochs is {now} but {checkpoint} was trained with a {before}-epoch "
+            f"schedule: the learning rate of the remaining steps changes, so this run will not "
+            f"equal one started with {now} epochs; to split a run into jobs exactly, keep "
+            "trainer.epochs and end each job with trainer.stop_after_epoch=N"
+        )
 
 
 def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
@@ -163,16 +224,29 @@ def run_training(req: TrainRequest) -> dict | None:
         )
     check_pretrained_weights(plain["backbone"])
 
-    launching = is_launching_process()
-    if launching:
-        if not run.resuming_existing_dir:
-            create_run_dir(run.run_dir)
-        write_config(run.run_dir, cfg, resuming=run.resuming_existing_dir)
-        if run.checkpoint is not None:
-            print(f"resuming from {run.checkpoint}")
-
     pl.seed_everything(plain["seed"], workers=True, verbose=False)
     method = apply_to_model(METHODS[plain["method"]](plain, datamodule.num_classes), speed)
+    expected_keys = set(method.state_dict())
+    if run.checkpoint is not None:
+        _checked_checkpoint(run.checkpoint, expected_keys)
+
+    if is_launching_process():
+        # Held until this process exits (metrics.json is written after the fit, under it too);
+        # the kernel drops the lock of a process that died, SIGKILL included.
+        RunDirLock(run.run_dir).acquire()
+        checkpoint = _open_run_dir(run, req.resume, expected_keys)
+        write_config(run.run_dir, cfg, resuming=run.run_dir.joinpath("config.yaml").is_file())
+        if checkpoint is not None:
+            print(f"resuming from {checkpoint}")
+            _warn_if_schedule_changes(checkpoint, plain)
+    elif req.resume == "auto":  # DDP ranks > 0 make the same choice, silently
+        checkpoint = choose_resume_checkpoint(run.run_dir, expected_keys).path
+    else:
+        checkpoint = run.checkpoint
+    return _fit(run, checkpoint, plain, devices, speed, datamodule, method)
+
+
+def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | None:
     last = checkpoint_dir(run.run_dir) / "last.ckpt"
     method.nonfinite_guard.last_checkpoint = lambda: str(last) if last.is_file() else None
     t = plain["trainer"]
@@ -206,7 +280,7 @@ def run_training(req: TrainRequest) -> dict | None:
     status = "finished"
     try:
         trainer.fit(
-            method, datamodule=datamodule, ckpt_path=str(run.checkpoint) if run.checkpoint else None
+            method, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None
         )
     except SIGTERMException:
         status = "preempted"  # last.ckpt was saved at the step boundary by PreemptionCheckpoint
@@ -240,7 +314,7 @@ def run_training(req: TrainRequest) -> dict | None:
         "devices": devices["devices"] * t["num_nodes"],
         "precision": devices["precision"],
         "speed": speed,
-        "resumed_from": str(run.checkpoint) if run.checkpoint else None,
+        "resumed_from": str(checkpoint) if checkpoint else None,
         "status": status,
         "nonfinite_skipped": method.nonfinite_guard.skipped,
         "skipped_images": skipped_images,

@@ -22,7 +22,7 @@ def _retrieval(ckpt, *args):
         *args,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    name = "digits_retrieval_random_init.json" if args else "digits_retrieval.json"
+    name = "digits_retrieval_random_init.json" if args else "digits_retrieval_last.json"
     return json.loads((ckpt.parents[1] / "eval" / name).read_text())
 
 

@@ -30,7 +30,7 @@ def test_pretraining_beats_random_init_and_outputs_are_labelled(pretrained):
     ckpt = pretrained / "checkpoints" / "last.ckpt"
     _evaluate(ckpt)
     _evaluate(ckpt, "--random-init")
-    trained = json.loads((pretrained / "eval" / "digits_linear.json").read_text())
+    trained = json.loads((pretrained / "eval" / "digits_linear_last.json").read_text())
     random = json.loads((pretrained / "eval" / "digits_linear_random_init.json").read_text())
     protocols = trained["protocols"]
     assert set(protocols) == {

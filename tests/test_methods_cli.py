@@ -126,7 +126,7 @@ def test_corinfomax_keeps_rank_high_and_beats_random_init(tmp_path):
             "eval_linear.py", "--ckpt", ckpt, "--epochs", "10", "--num-workers", "0", *extra
         )
         assert out.returncode == 0, out.stderr[-2000:]
-    trained = json.loads((tmp_path / "cim" / "eval" / "digits_linear.json").read_text())
+    trained = json.loads((tmp_path / "cim" / "eval" / "digits_linear_last.json").read_text())
     random = json.loads((tmp_path / "cim" / "eval" / "digits_linear_random_init.json").read_text())
     assert (
         trained["protocols"]["kNN k=200"]["top1"] >= random["protocols"]["kNN k=200"]["top1"] + 0.1

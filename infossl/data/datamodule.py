@@ -16,6 +16,7 @@ from infossl.config import ConfigError
 from infossl.data.class_split import class_split_dataset, dataset_targets, num_train_classes
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.gpu_augment import GPUMultiViewAugment, build_gpu_input_transform
+from infossl.data.seeding import EpochSeededSampler, SeededItems
 from infossl.data.transforms import build_eval_transform, build_multiview_transform
 from infossl.reliability.safe_images import (
     Batch,
@@ -50,6 +51,7 @@ class SSLDataModule(pl.LightningDataModule):
         self.train_set = self.val_set = self.train_sampler = None
         self.gpu_augment = None
         self._generator: torch.Generator | None = None
+        self._resume_epoch = 0
         if self.speed["augment_on"] == "gpu":
             self.gpu_augment = GPUMultiViewAugment(d["views"], d["image_size"], self.mean, self.std)
 
@@ -134,15 +136,17 @@ class SSLDataModule(pl.LightningDataModule):
             )
         return MPerClassSampler(targets, m, batch_size=batch, length_before_new_iter=len(targets))
 
-    def _loader(self, dataset, shuffle: bool, drop_last: bool, sampler=None) -> DataLoader:
+    def _loader(self, dataset, drop_last: bool, sampler=None) -> DataLoader:
         d, speed = self.cfg["data"], self.speed
         workers = d["num_workers"]
         return DataLoader(
             dataset,
             batch_size=d["batch_size"],
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             drop_last=drop_last,
+            # Each new iterator draws its workers' base seed from this generator; without it
+            # the draw comes from the global RNG, which a resume (new workers) would shift.
+            generator=torch.Generator().manual_seed(self.cfg["seed"]),
             num_workers=workers,
             persistent_workers=speed["persistent_workers"] and workers > 0,
             pin_memory=speed["pin_memory"],
@@ -173,12 +177,32 @@ class SSLDataModule(pl.LightningDataModule):
             return self.augment_batch(batch, getattr(self.trainer, "global_rank", 0))
         return batch
 
+    def _epoch(self) -> int:
+        """The epoch the fit loop passes to ``set_epoch``. A resumed fit creates its first
+        iterator (workers prefetch at once) before it restores the loop counters, so until
+        then the epoch saved in the checkpoint by ``state_dict`` stands in."""
+        trainer = self.trainer
+        current = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
+        return max(current, self._resume_epoch)
+
+    def state_dict(self) -> dict:
+        # Lightning saves this in every checkpoint and restores it (load_state_dict) before the
+        # optimizers are configured, i.e. before the first training iterator exists.
+        return {"loader_epoch": self._epoch()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_epoch = int(state["loader_epoch"])
+
     def train_dataloader(self) -> DataLoader:
+        # Order and views from (seed, epoch) alone: exact resume with any number of workers.
+        sampler = EpochSeededSampler(
+            len(self.train_set), self.cfg["seed"], self._epoch, base=self.train_sampler
+        )
         # drop_last: contrastive and covariance losses need full, equal-sized local batches.
-        return self._loader(self.train_set, True, drop_last=True, sampler=self.train_sampler)
+        return self._loader(SeededItems(self.train_set), drop_last=True, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False, drop_last=False)
+        return self._loader(self.val_set, drop_last=False)
 
     def diagnostic_views(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Two augmented views of a fixed validation subset, drawn once with a fixed seed."""

@@ -4,12 +4,15 @@
 - "kNN k=20" / "kNN k=200": weighted kNN on the same frozen features;
 - "online probe during pretraining": the number train.py logged as val/online_top1 (read back
   from the run's metrics.json), reported beside the others and never confused with them.
-Results go to ``<run>/eval/<data>_linear.json`` and the run's TensorBoard under ``eval/``.
+Results go to ``<run>/eval/<data>_linear_<checkpoint>.json`` (named after the checkpoint file,
+so two checkpoints of one run never overwrite each other's results; ``_random_init`` for the
+baseline) and the run's TensorBoard under ``eval/``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -116,6 +119,7 @@ def run_evaluation(args) -> dict:
     device = torch.device("cuda:0" if devices["accelerator"] == "gpu" else "cpu")
     backbone.to(device).eval()
     run_dir = run_dir_of_checkpoint(Path(args.ckpt))
+    check_writable(result_path(args, run_dir, data, args.protocol), bool(args.out))
     if args.protocol == "retrieval":
         from infossl.eval.retrieval_protocol import run_retrieval
 
@@ -216,7 +220,7 @@ def run_evaluation(args) -> dict:
         "diagnostics": diagnostics.metrics(val_x),
         "wall_time_s": round(time.time() - started, 1),
     }
-    out = _out_path(args, run_dir, data, "linear")
+    out = result_path(args, run_dir, data, "linear")
     result["embedding_maps"] = embedding_maps(
         val_x,
         val_y,
@@ -244,14 +248,32 @@ def result_header(args, cfg: dict, checkpoint: dict, data: str, protocol: str) -
     }
 
 
-def _out_path(args, run_dir: Path | None, data: str, protocol: str) -> Path:
-    suffix = "_random_init" if args.random_init else ""
+def result_path(args, run_dir: Path | None, data: str, protocol: str) -> Path:
+    """``--out``, or ``<run>/eval/<data>_<protocol>_<checkpoint name>.json`` (the random-init
+    baseline, the same for every checkpoint of a run: ``<data>_<protocol>_random_init.json``)."""
+    if args.out:
+        return Path(args.out)
+    suffix = "_random_init" if args.random_init else f"_{Path(args.ckpt).stem}"
     base = run_dir if run_dir is not None else Path(args.ckpt).resolve().parent
-    return Path(args.out) if args.out else base / "eval" / f"{data}_{protocol}{suffix}.json"
+    return base / "eval" / f"{data}_{protocol}{suffix}.json"
+
+
+def check_writable(out: Path, given: bool) -> None:
+    """Refuse, before any evaluation runs, a result path that cannot be written."""
+    what = f"--out {out}" if given else f"the results file {out}"
+    if out.is_dir():
+        raise UserError(f"{what} is a directory; give a file path")
+    existing = out.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} cannot be written: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UserError(f"{what} cannot be written (no permission in {existing}); choose another")
 
 
 def _write(result: dict, args, run_dir: Path | None, data: str, protocol: str) -> Path:
-    out = _out_path(args, run_dir, data, protocol)
+    out = result_path(args, run_dir, data, protocol)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if run_dir is not None and not args.random_init:

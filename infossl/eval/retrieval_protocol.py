@@ -6,7 +6,8 @@ Every test image queries all the others (infossl/eval/retrieval.py), with cosine
 distances. The embedding is what the run's method retrieves with: for dml-* the backbone plus
 the embedding head it trained (optional Linear / BatchNorm1d); for the SSL methods the backbone
 features (their projector is discarded, as in every SSL evaluation).
-Results: ``<run>/eval/<data>_retrieval[_random_init].json``, labelled like the linear probe's.
+Results: ``<run>/eval/<data>_retrieval_<checkpoint>.json`` (or ``_random_init``), labelled like
+the linear probe's.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ closed, which happens at any process exit, SIGKILL included: a crashed run never
 lock behind (the advantage over an ``O_CREAT|O_EXCL`` marker file). The file stays on disk
 holding the holder's pid/host for the error message; its existence means nothing.
 
-flock works on local disks and NFSv4 (where Linux maps it onto POSIX locks); on NFSv3 mounted
-with ``nolock`` it is a no-op, so two jobs on different hosts would not be stopped there.
+train.py takes it in the launching process for every run it creates, resumes or forks into,
+and holds it until the run ends. flock works on local disks and NFSv4 (where Linux maps it onto
+POSIX locks); on NFSv3 mounted with ``nolock`` it is a no-op, so two jobs on different hosts
+would not be stopped there.
 Only the launching process (global rank 0) takes it: the fd is not inherited by Lightning's
 DDP child processes (Python opens files close-on-exec).
 """
@@ -21,9 +23,11 @@ import socket
 import time
 from pathlib import Path
 
+from infossl.rundir import RunDirError
 
-class RunLockedError(RuntimeError):
-    """Another live process holds the run directory; the message is one line."""
+
+class RunLockedError(RunDirError):
+    """Another live process holds the run directory; the message is one line (exit 2)."""
 
 
 class RunDirLock:

@@ -6,12 +6,11 @@ import socket
 import time
 from datetime import timedelta
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from infossl.reliability.distributed_faults import ddp_strategy
+from infossl.runtime import strategy_for
 
 TIMEOUT_S = 3.0
 
@@ -77,8 +76,6 @@ def test_hung_peer_fails_the_blocked_collective_at_the_timeout():
     assert TIMEOUT_S - 0.5 <= waited <= TIMEOUT_S + 3.0
 
 
-def test_ddp_strategy_carries_the_timeout_and_rejects_nonpositive():
-    strategy = ddp_strategy(12.5)
-    assert strategy._timeout == timedelta(seconds=12.5)
-    with pytest.raises(ValueError, match="ddp_timeout_s must be positive"):
-        ddp_strategy(0)
+def test_the_training_strategy_carries_the_timeout():
+    assert strategy_for(2, 1, 12.5)._timeout == timedelta(seconds=12.5)
+    assert strategy_for(1, 1, 12.5) == "auto"  # one process: no process group at all

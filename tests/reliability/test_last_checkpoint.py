@@ -1,13 +1,13 @@
 """last.ckpt must exist after every epoch: Lightning 2.6's save_last=True with save_top_k=0
-writes it only at the end of training; LastCheckpoint writes it every epoch."""
+writes it only at the end of training; LastCheckpointEveryEpoch writes it every epoch."""
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from reliability_tiny import TinyModule, make_trainer
 
+from infossl.callbacks import LastCheckpointEveryEpoch
 from infossl.reliability.checkpoint_io import load_checkpoint_safely
-from infossl.reliability.last_checkpoint import LastCheckpoint
 
 
 class _StepOfLastCkpt(pl.Callback):
@@ -36,6 +36,6 @@ def test_lightning_save_last_with_top_k_0_writes_nothing_until_training_ends(tmp
 
 def test_last_checkpoint_is_rewritten_after_every_epoch(tmp_path):
     torch.manual_seed(0)
-    seen, files = _fit(tmp_path, LastCheckpoint(tmp_path))
+    seen, files = _fit(tmp_path, LastCheckpointEveryEpoch(tmp_path / "last.ckpt"))
     assert seen == [None, 2, 4] and files == ["last.ckpt"]
     assert load_checkpoint_safely(tmp_path / "last.ckpt")["global_step"] == 6
