@@ -20,7 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from infossl import config as C
 from infossl.backbones import build_backbone
-from infossl.cli import UserError
+from infossl.errors import UserError
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.transforms import build_crop_flip_transform, build_eval_transform
 from infossl.eval import diagnostics

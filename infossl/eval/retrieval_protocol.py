@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from infossl.cli import UserError
+from infossl.errors import UserError
 from infossl.data.class_split import class_split_dataset
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.transforms import build_eval_transform

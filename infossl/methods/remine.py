@@ -8,11 +8,26 @@ mean E_P[T] (``train/joint_term``) and the log-partition log E_Q[e^T] (``train/l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from infossl.config_schema import Ge, Gt
 from infossl.losses.ssl_mi import ReMINESSLLoss
 from infossl.methods.base import BaseMethod
 
 
+@dataclass
+class ReMINELossRules:
+    # infossl/losses/ssl_mi.py ESTIMATORS (a test checks the two lists agree)
+    estimator: Literal["mine", "smile", "infonce", "nwj", "tuba", "js"]
+    reg_weight: Annotated[float, Ge(0)]
+    reg_distance: Literal["squared", "absolute"]
+    temperature: Annotated[float, Gt(0)]
+
+
 class ReMINE(BaseMethod):
+    LOSS_RULES = ReMINELossRules
+
     def __init__(self, cfg: dict, num_classes: int | None):
         super().__init__(cfg, num_classes)
         loss = dict(cfg["loss"])
