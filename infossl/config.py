@@ -265,6 +265,8 @@ def check_like(values, defaults, key: str) -> None:
     if defaults is None or kind is None:
         return  # a null default: any value (the method's own check decides)
     S.check(values, kind, key)
+
+
 def to_plain(cfg: DictConfig) -> dict:
     """A plain dict (checkpoints hold only plain Python types: weights_only loading)."""
     return OmegaConf.to_container(cfg, resolve=True)

@@ -381,8 +381,7 @@ def check_mapping(values: Mapping, schema: type, prefix: str = "", partial: bool
     unknown = sorted(str(k) for k in values if k not in fields)
     if unknown and not partial:
         raise ConfigError(
-            f"unknown key {dot}{unknown[0]}; {prefix or 'the config'} takes "
-            f"{', '.join(fields)}"
+            f"unknown key {dot}{unknown[0]}; {prefix or 'the config'} takes {', '.join(fields)}"
         )
     for name in fields:
         annotation = hints[name]
