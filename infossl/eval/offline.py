@@ -20,9 +20,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from infossl import config as C
 from infossl.backbones import build_backbone
-from infossl.errors import UserError
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.transforms import build_crop_flip_transform, build_eval_transform
+from infossl.errors import UserError
 from infossl.eval import diagnostics
 from infossl.eval.knn import knn_top1
 from infossl.eval.linear import extract_features, train_linear_probe, train_linear_probe_on_images

@@ -17,10 +17,10 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from infossl.errors import UserError
 from infossl.data.class_split import class_split_dataset
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.transforms import build_eval_transform
+from infossl.errors import UserError
 from infossl.eval.linear import extract_features
 from infossl.eval.retrieval import DISTANCES, recall_at_k
 from infossl.runtime import resolve_devices

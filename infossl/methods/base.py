@@ -27,9 +27,9 @@ from infossl.callbacks import logging_step
 from infossl.config import check_like, method_loss_defaults
 from infossl.config_schema import check_mapping
 from infossl.distributed import gather_cat, gather_cat_no_grad
+from infossl.errors import ConfigError
 from infossl.losses.knife_regularizer import NAMES as KNIFE_NAMES
 from infossl.losses.knife_regularizer import KnifeRegularizer
-from infossl.errors import ConfigError
 from infossl.reliability.nonfinite import NonFiniteGuard
 
 # Modules trained by their own optimizer (or not at all) and so kept out of the main one.

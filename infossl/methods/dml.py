@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 
 from infossl.config_schema import Ge, Gt, Lt, Prob
-from infossl.errors import ConfigError
 from infossl.distributed import gather_cat, gather_cat_no_grad
+from infossl.errors import ConfigError
 from infossl.eval.retrieval import recall_at_k
 from infossl.losses.dml_ce import (
     label_entropy,
