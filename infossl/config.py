@@ -267,6 +267,16 @@ def check_like(values, defaults, key: str) -> None:
     S.check(values, kind, key)
 
 
+def flat_keys(tree, prefix: str = "") -> dict:
+    """``{"data.image_size": 32, ...}``: the leaves of nested mappings by dotted key."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree} if prefix else {}
+    out = {}
+    for key, value in tree.items():
+        out.update(flat_keys(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def to_plain(cfg: DictConfig) -> dict:
     """A plain dict (checkpoints hold only plain Python types: weights_only loading)."""
     return OmegaConf.to_container(cfg, resolve=True)

@@ -97,6 +97,8 @@ Prob = Annotated[float, Ge(0), Le(1)]
 Count = Annotated[int, Ge(1)]
 Seed = Annotated[int, Ge(0), Le(MAX_SEED)]
 Auto = Literal["auto"]
+DatasetName = Literal["cifar10", "cifar100", "stl10", "folder", "digits"]
+RecallK = Annotated[list[Count], Len(min=1)]
 
 
 # ---- base.yaml ---------------------------------------------------------------------------
@@ -118,7 +120,7 @@ class View:
 
 @dataclass
 class Data:
-    name: Literal["cifar10", "cifar100", "stl10", "folder", "digits"]
+    name: DatasetName
     dir: str
     download: bool
     image_size: Count

@@ -153,15 +153,6 @@ def _check_trains_something(datamodule: SSLDataModule, cfg: dict, processes: int
         )
 
 
-def _flat(tree, prefix: str = "") -> dict:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 ARCHITECTURE_SECTIONS = ("method", "backbone", "projector", "loss", "regularizers", "data")
 
 
@@ -177,8 +168,8 @@ def _check_resume_fits(method: pl.LightningModule, checkpoint: Path, cfg: dict) 
     )
     if not mismatched:
         return
-    old = _flat(state.get("hyper_parameters", {}).get("cfg", {}))
-    new = _flat(cfg)
+    old = C.flat_keys(state.get("hyper_parameters", {}).get("cfg", {}))
+    new = C.flat_keys(cfg)
     changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     shaping = [k for k in changed if k.split(".")[0] in ARCHITECTURE_SECTIONS] or changed
     what = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in shaping[:6])

@@ -262,3 +262,93 @@ def test_a_write_refused_by_the_file_system_is_one_line(capsys, tmp_path, monkey
     )
     assert code == 2 and len(lines) == 1, lines
     assert "Read-only file system" in lines[0] and "choose another --run-dir" in lines[0]
+
+
+# ---- eval_linear.py ------------------------------------------------------------------------
+EVAL_CASES = [
+    ("--epochs 0", "epochs=0"),
+    ("--batch-size 0", "batch_size=0"),
+    ("--lr -1", "lr=-1.0", "> 0"),
+    ("--lr nan", "lr=nan"),
+    ("--lr inf", "lr=inf"),
+    ("--num-workers -1", "num_workers=-1"),
+    ("--seed -1", "seed=-1"),
+    ("--recall-k 0", "--recall-k[0]=0"),
+    ("--precision 8", "precision='8'"),
+    ("--gpus -1", "--gpus -1"),
+]
+
+
+def _edited_checkpoint(existing, tmp_path, edit) -> str:
+    import torch
+
+    state = torch.load(existing / "keep" / "checkpoints" / "last.ckpt", weights_only=True)
+    edit(state)
+    path = tmp_path / "edited.ckpt"
+    torch.save(state, path)
+    return str(path)
+
+
+def _drop_image_size(state):
+    del state["hyper_parameters"]["cfg"]["data"]["image_size"]
+
+
+def _set(key, value):
+    def edit(state):
+        section, leaf = key.split(".")
+        state["hyper_parameters"]["cfg"][section][leaf] = value
+
+    return edit
+
+
+CHECKPOINT_CASES = [
+    (_drop_image_size, ["incomplete", "no data.image_size"]),
+    (_set("backbone.width", 0.25), ["backbone weights do not match its config", "width 0.25"]),
+    (_set("data.image_size", 0), ["training config is unusable", "data.image_size=0"]),
+    (_set("backbone.small_images", "maybe"), ["backbone.small_images='maybe'"]),
+]
+
+
+def _eval(capsys, existing, args):
+    import eval_linear
+
+    ckpt = str(existing / "keep" / "checkpoints" / "last.ckpt")
+    before = snapshot(existing)
+    code, lines = run_main(capsys, ["--ckpt", ckpt, "--num-workers", "0", *args], eval_linear)
+    assert snapshot(existing) == before, "a refused evaluation changed files"
+    return code, lines
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"), [(c[0], c[1:]) for c in EVAL_CASES], ids=[c[0] for c in EVAL_CASES]
+)
+def test_eval_flags_are_checked_before_anything_runs(capsys, existing, argv, needle):
+    code, lines = _eval(capsys, existing, shlex.split(argv))
+    assert code == 2 and len(lines) == 1, lines
+    assert all(n in lines[0] for n in needle), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("edit", "needles"), CHECKPOINT_CASES, ids=lambda c: getattr(c, "__name__", None)
+)
+def test_eval_refuses_a_checkpoint_it_cannot_use(capsys, existing, tmp_path, edit, needles):
+    import eval_linear
+
+    ckpt = _edited_checkpoint(existing, tmp_path, edit)
+    code, lines = run_main(capsys, ["--ckpt", ckpt, "--num-workers", "0"], eval_linear)
+    assert code == 2 and len(lines) == 1, lines
+    assert all(n in lines[0] for n in needles), lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edited.ckpt"]
+
+
+def test_eval_of_a_folder_with_an_unreadable_image_stops_naming_it(capsys, existing, tmp_path):
+    for c in range(2):
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(4):
+            Image.new("RGB", (8, 8), (60 * i, 90 * c, 0)).save(tmp_path / f"c{c}" / f"{i}.png")
+    bad = tmp_path / "c1" / "9_notes.png"
+    bad.write_text("not an image")
+    code, lines = _eval(capsys, existing, ["--data", "folder", "--data-dir", str(tmp_path)])
+    assert code == 1 and len(lines) == 1, lines
+    assert f"unreadable image {bad}" in lines[0] and "remove or fix it" in lines[0]
+    assert not (tmp_path / "eval").exists()

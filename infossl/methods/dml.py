@@ -36,8 +36,6 @@ from infossl.losses.pairwise import NAMES as PAIRWISE_NAMES
 from infossl.losses.pairwise import PairwiseLoss
 from infossl.methods.base import BaseMethod
 
-FEATURE_NORMS = ("none", "batch")
-
 
 @dataclass
 class DMLLossRules:
