@@ -7,15 +7,13 @@ import sys
 from collections.abc import Callable
 
 from infossl.backbones import BackboneError
-from infossl.config import ConfigError
+from infossl.errors import ConfigError, Fault, UserError
 from infossl.rundir import RunDirError
 from infossl.runtime import DeviceError
 
+__all__ = ["ConfigError", "UserError"]  # defined in infossl.errors; imported from here before
+
 USAGE_EXIT = 2
-
-
-class UserError(ValueError):
-    """Anything else the user can fix; raise with a one-line message."""
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
@@ -44,7 +42,7 @@ def _runtime_error_types() -> tuple[type[BaseException], ...]:
     from infossl.reliability.nonfinite import NonFiniteLossError
     from infossl.reliability.safe_images import BadImageError
 
-    return (NonFiniteLossError, BadImageError)
+    return (Fault, NonFiniteLossError, BadImageError)
 
 
 def _one_line(err: BaseException) -> str:

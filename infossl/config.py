@@ -8,38 +8,65 @@ Resolution order (later wins):
     --config FILE                          a user file (e.g. a run's resolved config.yaml)
     CLI flags, then key=value overrides
 After the files are merged the config is frozen in struct mode, so an unknown key in a user file
-or an override is an error, never silently ignored.
+or an override is an error, never silently ignored. Then, before anything is written: every
+``${...}`` is resolved once (``resolve_interpolations``), and ``validate`` checks the type and range
+of every key against infossl/config_schema.py and the rules between keys; the method checks its
+own ``loss`` section (``BaseMethod.check_config``).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from infossl import config_schema as S
+from infossl.errors import ConfigError
+
+__all__ = ["ConfigError"]  # raised by everything here; defined in infossl.errors
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
-
-
-class ConfigError(ValueError):
-    """A bad config file, key or value; the message is one line that says how to fix it."""
+PRECISIONS = S.PRECISIONS
 
 
 def load_yaml(path: str | Path) -> DictConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    stat = path.stat()
+    cfg = OmegaConf.create(copy.deepcopy(_parse(path.resolve(), stat.st_mtime_ns, stat.st_size)))
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not a list")
+    return cfg
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(path: Path, mtime_ns: int, size: int) -> dict | list:
+    """A YAML file as plain containers (interpolations kept), parsed once per version of the
+    file: resolving a config reads the same few files for every run and every check."""
     try:
         cfg = OmegaConf.load(path)
     except (yaml.YAMLError, OmegaConfBaseException) as err:
         first = str(err).strip().splitlines()[0]
         raise ConfigError(f"config file {path} is not valid YAML: {first}") from err
-    if not isinstance(cfg, DictConfig):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not a list")
-    return cfg
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {path} is not a text (UTF-8) YAML file: byte {err.start} cannot be "
+            "decoded; is it a binary file?"
+        ) from err
+    except RecursionError as err:
+        # PyYAML builds a self-referencing structure from an anchor used inside itself
+        # (a: &x [*x]); OmegaConf then recurses without end converting it.
+        raise ConfigError(
+            f"config file {path} refers to itself (a YAML anchor used inside its own value); "
+            "write the values out"
+        ) from err
+    return OmegaConf.to_container(cfg, resolve=False)
 
 
 def stored_config(path: str | Path) -> DictConfig:
@@ -80,10 +107,15 @@ def _strict_merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> Dic
     OmegaConf.set_struct(cfg, True)
     try:
         return OmegaConf.merge(cfg, other)
-    except OmegaConfBaseException as err:
+    except ConfigKeyError as err:
         key = getattr(err, "full_key", None) or str(err).splitlines()[0]
         raise ConfigError(
             f"unknown config key '{key}' in {source}; see configs/base.yaml for the valid keys"
+        ) from err
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(
+            f"cannot merge {source} at key '{key}': {str(err).splitlines()[0]}"
         ) from err
 
 
@@ -119,9 +151,12 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
 
 def resolve_views(cfg: DictConfig) -> DictConfig:
     """Fill ``data.views`` from configs/augmentations/<data.augmentation>.yaml when unset."""
-    if cfg.data.views is not None:
-        return cfg
-    name = cfg.data.augmentation
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or data.get("views") is not None:
+        return cfg  # a malformed section is reported by validate
+    name = data.get("augmentation")
+    if not isinstance(name, str):
+        S.check(name, str, "data.augmentation")
     path = CONFIG_DIR / "augmentations" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(
@@ -134,97 +169,112 @@ def resolve_views(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-REGULARIZER_NAMES = ("knife_entropy", "knife_mi")
-REGULARIZER_TARGETS = ("embeddings", "features")
-
-
 def normalize_regularizers(cfg: DictConfig) -> DictConfig:
-    """Give every ``regularizers`` entry a string ``on`` key, and check where it points.
+    """Give every ``regularizers`` entry a string ``on`` key (values are checked by the schema).
 
     YAML 1.1 (PyYAML, hence OmegaConf, both in files and in ``key=value`` overrides) reads a
     bare ``on`` as the boolean True, so ``{name: knife_entropy, on: embeddings}`` arrives as
     ``{True: 'embeddings'}``; the key a user wrote is restored here, once, for all callers.
     """
-    entries = []
-    for entry in OmegaConf.to_container(cfg.regularizers, resolve=True):
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise ConfigError(
-                f"regularizer {entry!r} must be a mapping with a name, e.g. "
-                "{name: knife_entropy, on: embeddings, weight: 0.1}"
-            )
-        if True in entry:
-            entry["on"] = entry.pop(True)
-        entry.setdefault("on", "embeddings")
-        if entry["name"] not in REGULARIZER_NAMES:
-            raise ConfigError(
-                f"unknown regularizer '{entry['name']}'; use one of {', '.join(REGULARIZER_NAMES)}"
-            )
-        if entry["name"] == "knife_mi" and (
-            entry.get("nuisance", "label") != "label" or not entry.get("num_classes")
-        ):
-            raise ConfigError(
-                "regularizer knife_mi: the nuisance is the batch's labels (nuisance: label) and "
-                "needs num_classes, e.g. {name: knife_mi, nuisance: label, num_classes: 10}"
-            )
-        if entry["on"] not in REGULARIZER_TARGETS:
-            raise ConfigError(
-                f"regularizer {entry['name']}: on={entry['on']!r}; use one of "
-                f"{', '.join(REGULARIZER_TARGETS)}"
-            )
-        entries.append(entry)
+    entries = _resolved(cfg.regularizers, "regularizers")
+    if not isinstance(entries, list):
+        S.check(entries, list[S.Regularizer], "regularizers")
+    for entry in entries:
+        if isinstance(entry, dict):
+            if True in entry:
+                entry["on"] = entry.pop(True)
+            entry.setdefault("on", "embeddings")
     cfg.regularizers = entries
     return cfg
 
 
-def validate(cfg: DictConfig) -> None:
-    """Checks that need the whole config; each failure is one actionable line."""
-    if cfg.data.batch_size < 2:
+def _resolved(node, where: str):
+    """``node`` as plain Python with every ``${...}`` interpolation resolved, or one line."""
+    try:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or where
         raise ConfigError(
-            f"batch size {cfg.data.batch_size} is too small: contrastive and covariance losses "
+            f"config key {key}: cannot resolve its interpolation ({str(err).splitlines()[0]}); "
+            "write the value itself"
+        ) from err
+
+
+def resolve_interpolations(cfg: DictConfig) -> DictConfig:
+    """Replace every ``${...}`` by its value, once, so that the run's config.yaml, the
+    checks and the run all see the same values (an unset ``${oc.env:VAR}`` fails here)."""
+    return OmegaConf.create(_resolved(cfg, "the config"))
+
+
+def validate(cfg: DictConfig | dict) -> None:
+    """Types and ranges of every key (infossl/config_schema.py), then the checks that need
+    several keys. Each failure is one actionable line; nothing here touches the disk."""
+    plain = _resolved(cfg, "the config")
+    S.check(plain, S.Config, "")
+    d, t = plain["data"], plain["trainer"]
+    if d["batch_size"] < 2:
+        raise ConfigError(
+            f"batch size {d['batch_size']} is too small: contrastive and covariance losses "
             "need at least 2 samples per device; use --batch-size 2 or more"
         )
-    if str(cfg.trainer.precision) not in PRECISIONS:
+    if t["stop_after_epoch"] is not None and t["stop_after_epoch"] > t["epochs"]:
         raise ConfigError(
-            f"unknown precision '{cfg.trainer.precision}'; choose one of: {', '.join(PRECISIONS)}"
+            f"trainer.stop_after_epoch={t['stop_after_epoch']} is after the last epoch "
+            f"(trainer.epochs={t['epochs']})"
         )
-    if cfg.trainer.epochs < 1:
-        raise ConfigError(f"epochs must be at least 1, got {cfg.trainer.epochs}")
-    if cfg.checkpoint.every_n_epochs < 1:
-        raise ConfigError("checkpoint.every_n_epochs must be at least 1")
-    from infossl.speed import check_speed_config  # imports ConfigError from here
-
-    check_speed_config(cfg)
-    if cfg.data.class_split and not str(cfg.method).startswith("dml-"):
+    if d["class_split"] and not str(plain["method"]).startswith("dml-"):
         raise ConfigError(
             "data.class_split=true trains on half of the classes and validates on the others, "
             "which only the metric-learning methods (dml-ce, dml-pairwise) evaluate; drop it "
-            f"for --method {cfg.method}"
+            f"for --method {plain['method']}"
         )
-    if str(cfg.method).startswith("dml-"):
-        _validate_dml(cfg)
-
-
-def _validate_dml(cfg: DictConfig) -> None:
-    from infossl.methods.dml import FEATURE_NORMS
-
-    if cfg.loss.feature_norm not in FEATURE_NORMS:
+    if plain["training"]["skip_nonfinite"] > 0 and t["devices"] * t["num_nodes"] > 1:
+        # One process skipping a batch alone would leave its peers waiting in the gradient
+        # all-reduce; agreeing would cost a collective every step (infossl/reliability/
+        # nonfinite.py).
         raise ConfigError(
-            f"loss.feature_norm must be one of {FEATURE_NORMS}, not '{cfg.loss.feature_norm}'"
+            "training.skip_nonfinite > 0 works on one process only; under DDP keep "
+            "training.skip_nonfinite=0 (a NaN loss stops the run naming the last checkpoint)"
         )
-    if cfg.method == "dml-pairwise":
-        from infossl.losses.pairwise import NAMES
 
-        if cfg.loss.name not in NAMES:
-            hint = (
-                " (the paper's pairwise cross-entropy is not implemented: its exact expression "
-                "could not be verified, see README 'Metric learning')"
-                if str(cfg.loss.name).lower() == "pce"
-                else ""
-            )
-            raise ConfigError(
-                f"unknown pairwise loss loss.name={cfg.loss.name}; use one of "
-                f"{', '.join(NAMES)}{hint}"
-            )
+
+def method_loss_defaults(method: str) -> dict:
+    """The ``loss`` section of configs/methods/<method>.yaml: the keys that method takes and
+    the type of each (their defaults' types)."""
+    cfg = load_yaml(CONFIG_DIR / "methods" / f"{method}.yaml")
+    return OmegaConf.to_container(cfg.get("loss", OmegaConf.create({})))
+
+
+def check_like(values, defaults, key: str) -> None:
+    """``values`` has the shape and scalar types of ``defaults`` (a method YAML's section):
+    numbers stay finite numbers, an integer default takes integers, booleans booleans,
+    strings strings, mappings the same keys."""
+    if isinstance(defaults, dict):
+        if not isinstance(values, dict):
+            S.check(values, dict, key)
+        for name, value in values.items():
+            if name not in defaults:
+                raise ConfigError(f"unknown config key '{key}.{name}'")
+            check_like(value, defaults[name], f"{key}.{name}")
+        return
+    if isinstance(defaults, list):
+        if not isinstance(values, list):
+            raise ConfigError(f"{key}={values!r} is not valid: it must be a list")
+        return
+    kind = {bool: bool, int: int, float: float, str: str}.get(type(defaults))
+    if defaults is None or kind is None:
+        return  # a null default: any value (the method's own check decides)
+    S.check(values, kind, key)
+
+
+def flat_keys(tree, prefix: str = "") -> dict:
+    """``{"data.image_size": 32, ...}``: the leaves of nested mappings by dotted key."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree} if prefix else {}
+    out = {}
+    for key, value in tree.items():
+        out.update(flat_keys(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def to_plain(cfg: DictConfig) -> dict:

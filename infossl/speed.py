@@ -8,26 +8,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from infossl.config import ConfigError
-
 SMALL_IMAGES = 64  # GPU augmentation pays off where the CPU pipeline is the bottleneck
 
 
-def _auto_bool(value, default: bool, key: str) -> bool:
-    if value == "auto":
-        return default
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(f"{key} must be auto, true or false, not '{value}'")
-
-
-def check_speed_config(cfg: dict) -> None:
-    """Value checks that need no device (run by config.validate before anything is written)."""
-    resolve_speed(cfg, "cpu")
+def _auto_bool(value, default: bool) -> bool:
+    return default if value == "auto" else value
 
 
 def resolve_speed(cfg: dict, accelerator: str) -> dict:
-    """Concrete values for a run on ``accelerator`` ('cpu' or 'gpu')."""
+    """Concrete values for a run on ``accelerator`` ('cpu' or 'gpu'), from a config that
+    passed ``infossl.config.validate`` (which checks the values these keys may take)."""
     d, t = cfg["data"], cfg["trainer"]
     cuda = accelerator == "gpu"
     augment_on = d["augment_on"]
@@ -36,28 +26,18 @@ def resolve_speed(cfg: dict, accelerator: str) -> dict:
         # batched crops (build_gpu_input_transform), which lowers the crops' resolution.
         small = d["image_size"] <= SMALL_IMAGES and d["name"] != "folder"
         augment_on = "gpu" if cuda and small else "cpu"
-    if augment_on not in ("cpu", "gpu"):
-        raise ConfigError(f"data.augment_on must be auto, cpu or gpu, not '{d['augment_on']}'")
     prefetch = d["prefetch_factor"]
     if prefetch == "auto":
         prefetch = 4 if cuda else 2
-    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
-        raise ConfigError(f"data.prefetch_factor must be auto or an integer >= 1, not {prefetch}")
-    if not isinstance(t["compile"], bool):
-        raise ConfigError(f"trainer.compile must be true or false, not '{t['compile']}'")
-    if not isinstance(d["persistent_workers"], bool):
-        raise ConfigError("data.persistent_workers must be true or false")
     return {
         "augment_on": augment_on,
-        "pin_memory": _auto_bool(d["pin_memory"], cuda, "data.pin_memory"),
+        "pin_memory": _auto_bool(d["pin_memory"], cuda),
         "persistent_workers": d["persistent_workers"],
         "prefetch_factor": prefetch,
-        "channels_last": _auto_bool(t["channels_last"], True, "trainer.channels_last"),
+        "channels_last": _auto_bool(t["channels_last"], True),
         "compile": t["compile"],
         "compile_backend": t["compile_backend"],
-        "cudnn_benchmark": _auto_bool(
-            t["cudnn_benchmark"], cuda and not t["deterministic"], "trainer.cudnn_benchmark"
-        ),
+        "cudnn_benchmark": _auto_bool(t["cudnn_benchmark"], cuda and not t["deterministic"]),
     }
 
 

@@ -6,7 +6,9 @@ never leaves anything behind or touches an existing run.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +27,8 @@ from infossl.callbacks import (
     StopAfterEpoch,
     Throughput,
 )
-from infossl.cli import UserError
 from infossl.data.datamodule import SSLDataModule
+from infossl.errors import UserError
 from infossl.methods import METHODS
 from infossl.reliability.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
 from infossl.reliability.preemption import PreemptionCheckpoint
@@ -94,6 +96,7 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
                 "to resume a run give its --name with --resume auto"
             )
         run_dir = req.run_root / (req.name or f"{req.method}-{data}")
+    _check_writable(run_dir, req.run_root)
 
     existing = (run_dir / "config.yaml").is_file()
     resuming_dir = req.resume is not None and existing and fork_of is None
@@ -119,6 +122,7 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
         cfg = C.merge_file(cfg, req.config)
     cfg = C.merge_values(cfg, req.flags)
     cfg = C.apply_overrides(cfg, req.overrides)
+    cfg = C.resolve_interpolations(cfg)
     cfg = C.resolve_views(cfg)
     cfg = C.normalize_regularizers(cfg)
     C.validate(cfg)
@@ -180,6 +184,63 @@ def _warn_if_schedule_changes(checkpoint: Path, cfg: dict) -> None:
         )
 
 
+def _check_writable(run_dir: Path, run_root: Path) -> None:
+    """Refuse a run directory that cannot be written, before anything else happens."""
+    place = run_dir
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise UserError(f"--run-dir {run_root}: {place} is a file, not a directory")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise UserError(
+            f"--run-dir {run_root}: {place} is not writable (read-only file system or no "
+            "permission); choose another --run-dir"
+        )
+
+
+def _check_trains_something(datamodule: SSLDataModule, cfg: dict, processes: int) -> None:
+    """An epoch of zero steps would 'finish' without training: refuse it. Every process gets
+    ceil(n / processes) items (DistributedSampler pads), and the loader drops the last partial
+    batch (contrastive losses need full batches)."""
+    n = len(datamodule.train_set)
+    batch = cfg["data"]["batch_size"]
+    if math.ceil(n / processes) // batch == 0:
+        fraction = cfg["data"]["train_fraction"]
+        subset = f" (data.train_fraction={fraction})" if fraction != 1 else ""
+        raise UserError(
+            f"the training set holds {n} image(s){subset}, fewer than one batch of "
+            f"{batch} x {processes} process(es): an epoch would train nothing; use "
+            f"--batch-size {max(2, n // processes)} or less, or more data"
+        )
+
+
+ARCHITECTURE_SECTIONS = ("method", "backbone", "projector", "loss", "regularizers", "data")
+
+
+def _check_resume_fits(method: pl.LightningModule, checkpoint: Path, cfg: dict) -> None:
+    """Refuse to resume from weights that do not fit the model this config builds (a changed
+    width, projector or image-size stem), naming the config keys that differ, before the run
+    directory is touched: loading would fail only after config.yaml was replaced."""
+    state = load_checkpoint_safely(checkpoint, mmap=True)
+    stored = state.get("state_dict", {})
+    expected = method.state_dict()
+    mismatched = sorted(set(stored) ^ set(expected)) + sorted(
+        k for k in set(stored) & set(expected) if tuple(stored[k].shape) != tuple(expected[k].shape)
+    )
+    if not mismatched:
+        return
+    old = C.flat_keys(state.get("hyper_parameters", {}).get("cfg", {}))
+    new = C.flat_keys(cfg)
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    shaping = [k for k in changed if k.split(".")[0] in ARCHITECTURE_SECTIONS] or changed
+    what = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in shaping[:6])
+    raise UserError(
+        f"cannot resume from {checkpoint}: its weights do not fit the model of this config "
+        f"({len(mismatched)} tensor(s) differ, e.g. {mismatched[0]}; changed keys: "
+        f"{what or 'none'}); resume without changing them, or start another --name"
+    )
+
+
 def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
     checkpoints = ModelCheckpoint(
         dirpath=checkpoint_dir(run_dir),
@@ -197,7 +258,10 @@ def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
         RNGStateCheckpoint(),
         Throughput(),
         TQDMProgressBar(refresh_rate=10),
-        PreemptionCheckpoint(checkpoint_dir(run_dir) / "last.ckpt"),
+        # Under DDP the processes agree on a signal at logging steps (one all-reduce each).
+        PreemptionCheckpoint(
+            checkpoint_dir(run_dir) / "last.ckpt", cfg["trainer"]["log_every_n_steps"]
+        ),
     ]
     if cfg["data"]["name"] == "folder":
         callbacks.append(BadImageCounter())
@@ -216,26 +280,35 @@ def run_training(req: TrainRequest) -> dict | None:
     devices = resolve_devices(plain["trainer"], req.gpus)
     speed = resolve_speed(plain, devices["accelerator"])
     datamodule = SSLDataModule(plain, speed)
+    method_class = METHODS[plain["method"]]
+    method_class.check_config(plain, datamodule.num_classes)
     datamodule.check_available()
-    if not datamodule.num_classes and any(r["name"] == "knife_mi" for r in plain["regularizers"]):
-        raise UserError(
-            f"regularizer knife_mi needs labels, and --data {plain['data']['name']} has none here; "
-            "use a labelled dataset or a knife_entropy term"
-        )
+    _check_trains_something(datamodule, plain, devices["devices"] * plain["trainer"]["num_nodes"])
     check_pretrained_weights(plain["backbone"])
 
+    # The model is built before anything is written: a backbone that cannot be built, or
+    # weights to resume that do not fit it, leave no directory and no changed file behind.
     pl.seed_everything(plain["seed"], workers=True, verbose=False)
-    method = apply_to_model(METHODS[plain["method"]](plain, datamodule.num_classes), speed)
+    method = apply_to_model(method_class(plain, datamodule.num_classes), speed)
     expected_keys = set(method.state_dict())
     if run.checkpoint is not None:
         _checked_checkpoint(run.checkpoint, expected_keys)
+        _check_resume_fits(method, run.checkpoint, plain)
 
     if is_launching_process():
         # Held until this process exits (metrics.json is written after the fit, under it too);
         # the kernel drops the lock of a process that died, SIGKILL included.
-        RunDirLock(run.run_dir).acquire()
-        checkpoint = _open_run_dir(run, req.resume, expected_keys)
-        write_config(run.run_dir, cfg, resuming=run.run_dir.joinpath("config.yaml").is_file())
+        try:
+            RunDirLock(run.run_dir).acquire()
+            checkpoint = _open_run_dir(run, req.resume, expected_keys)
+            write_config(run.run_dir, cfg, resuming=run.run_dir.joinpath("config.yaml").is_file())
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise UserError(
+                f"cannot write the run directory {run.run_dir} ({err.strerror}); choose "
+                "another --run-dir"
+            ) from err
         if checkpoint is not None:
             print(f"resuming from {checkpoint}")
             _warn_if_schedule_changes(checkpoint, plain)

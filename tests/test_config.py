@@ -53,12 +53,14 @@ def test_resolved_config_round_trips_as_config_file(tmp_path):
     ("override", "message"),
     [
         ("data.batch_size=1", "batch size 1 is too small"),
-        ("trainer.precision=8", "unknown precision"),
-        ("trainer.epochs=0", "epochs must be at least 1"),
+        ("trainer.precision=8", "trainer.precision=8 is not valid: it must be one of auto, 32,"),
+        ("trainer.epochs=0", "trainer.epochs=0 is not valid: it must be an integer >= 1"),
+        ("trainer.stop_after_epoch=5", "stop_after_epoch=5 is after the last epoch"),
     ],
 )
 def test_validation_messages(override, message):
-    cfg = C.apply_overrides(C.default_config("infonce", "digits"), [override])
+    cfg = C.apply_overrides(C.default_config("infonce", "digits"), ["trainer.epochs=3", override])
+    cfg = C.resolve_views(cfg)
     with pytest.raises(C.ConfigError, match=message):
         C.validate(cfg)
 

@@ -52,10 +52,10 @@ def test_auto_resolves_to_the_fast_choice_for_each_device():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.augment_on=tpu", "data.augment_on must be auto, cpu or gpu"),
-        ("data.prefetch_factor=0", "data.prefetch_factor must be auto or an integer >= 1"),
-        ("trainer.channels_last=maybe", "trainer.channels_last must be auto, true or false"),
-        ("trainer.compile=fast", "trainer.compile must be true or false"),
+        ("data.augment_on=tpu", "data.augment_on='tpu' is not valid: it must be one of auto, cpu"),
+        ("data.prefetch_factor=0", "data.prefetch_factor=0 .* must be auto or an integer >= 1"),
+        ("trainer.channels_last=maybe", "channels_last='maybe' .* must be auto or true or false"),
+        ("trainer.compile=fast", "trainer.compile='fast' is not valid: it must be true or false"),
     ],
 )
 def test_bad_speed_values_are_config_errors(override, message):

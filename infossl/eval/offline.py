@@ -22,15 +22,17 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
 from infossl import config as C
+from infossl import config_schema as S
 from infossl.backbones import build_backbone
-from infossl.cli import UserError
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.transforms import build_crop_flip_transform, build_eval_transform
+from infossl.errors import UserError
 from infossl.eval import diagnostics
 from infossl.eval.embedding_map import embedding_maps
 from infossl.eval.knn import knn_top1
 from infossl.eval.linear import extract_features, train_linear_probe, train_linear_probe_on_images
 from infossl.reliability.checkpoint_io import load_checkpoint_safely
+from infossl.reliability.safe_images import SafeImageLoader
 from infossl.rundir import run_dir_of_checkpoint
 from infossl.runtime import resolve_devices
 
@@ -40,40 +42,87 @@ EVAL_FLAGS = ("epochs", "batch_size", "lr", "augment", "num_workers", "precision
 def _eval_settings(args) -> dict:
     cfg = C.load_yaml(C.CONFIG_DIR / "eval" / "linear.yaml")
     given = {k: getattr(args, k) for k in EVAL_FLAGS if getattr(args, k, None) is not None}
-    cfg = C.merge_values(cfg, given)
-    if str(cfg.precision) not in C.PRECISIONS:
-        raise C.ConfigError(f"unknown precision '{cfg.precision}'; use one of {C.PRECISIONS}")
-    return OmegaConf.to_container(cfg)
+    settings = OmegaConf.to_container(C.merge_values(cfg, given))
+    # Every flag and setting before any data is read or anything is written: a NaN lr would
+    # otherwise train a chance-level probe and record it as a result.
+    S.check_mapping(settings, S.LinearEval)
+    S.check(list(args.recall_k), S.RecallK, "--recall-k")
+    if args.gpus is not None and args.gpus < 0:
+        raise UserError(f"--gpus {args.gpus}: give 0 (CPU) or a positive number of GPUs")
+    return settings
 
 
-def load_pretrained(ckpt_path: str, random_init: bool = False, seed: int = 0):
-    """(backbone, feature_dim, training config, checkpoint) from a train.py checkpoint; with
-    ``random_init`` the same architecture, freshly initialised from ``seed``."""
-    checkpoint = load_checkpoint_safely(ckpt_path)
+# What building the backbone and its input pipeline needs from the training config.
+REQUIRED_KEYS = ("method", "data.name", "data.dir", "data.image_size", "backbone.name")
+
+
+def _checked_training_config(ckpt_path: str, checkpoint: dict) -> dict:
+    """The checkpoint's training config, complete (keys added after it was written take their
+    base.yaml defaults) and valid where evaluation uses it, or one line saying what is wrong."""
     cfg = checkpoint.get("hyper_parameters", {}).get("cfg")
     if not isinstance(cfg, dict) or "backbone" not in cfg:
         raise UserError(
             f"{ckpt_path} is a checkpoint but not one written by train.py "
             "(it has no hyper_parameters.cfg)"
         )
+    flat = C.flat_keys(cfg)
+    missing = [k for k in REQUIRED_KEYS if k not in flat]
+    if missing:
+        raise UserError(
+            f"{ckpt_path}: its hyper_parameters.cfg is incomplete (no {', '.join(missing)}); "
+            "evaluate a checkpoint written by train.py"
+        )
+    base = C.to_plain(C.load_yaml(C.CONFIG_DIR / "base.yaml"))
+    cfg = {**base, **cfg}
+    for section in ("data", "backbone"):
+        if not isinstance(cfg[section], dict):
+            raise UserError(f"{ckpt_path}: its hyper_parameters.cfg.{section} is not a mapping")
+        cfg[section] = {**base[section], **cfg[section]}
+    try:
+        S.check_mapping(cfg["backbone"], S.Backbone, "backbone")
+        S.check(cfg["data"]["image_size"], S.Count, "data.image_size")
+        S.check(cfg["data"]["name"], S.DatasetName, "data.name")
+    except C.ConfigError as err:
+        raise UserError(f"{ckpt_path}: its training config is unusable: {err}") from err
+    return cfg
+
+
+def load_pretrained(ckpt_path: str, random_init: bool = False, seed: int = 0):
+    """(backbone, feature_dim, training config, checkpoint) from a train.py checkpoint; with
+    ``random_init`` the same architecture, freshly initialised from ``seed``."""
+    checkpoint = load_checkpoint_safely(ckpt_path)
+    cfg = _checked_training_config(ckpt_path, checkpoint)
     b = cfg["backbone"]
     torch.manual_seed(seed)
     backbone, dim = build_backbone(
         b["name"], cfg["data"]["image_size"], b["small_images"], b["zero_init_residual"], b["width"]
     )
     if not random_init:
-        backbone.load_state_dict(submodule_state(checkpoint, "backbone"))
+        try:
+            backbone.load_state_dict(submodule_state(checkpoint, "backbone"))
+        except (RuntimeError, KeyError, AttributeError) as err:
+            first = " ".join(str(err).split())[:300]
+            raise UserError(
+                f"{ckpt_path}: its backbone weights do not match its config "
+                f"(backbone {b['name']}, width {b['width']}): {first}"
+            ) from err
     return backbone, dim, cfg, checkpoint
+
+
+def eval_image_loader(data: str):
+    """Folder datasets: an unreadable image stops the evaluation naming the file (a skipped
+    image would change the test set the numbers are about)."""
+    fix = "remove or fix it; evaluation uses every image of the split"
+    return SafeImageLoader("error", fix=fix) if data == "folder" else None
 
 
 def submodule_state(checkpoint: dict, name: str) -> dict:
     """The state dict of the LightningModule's child ``name`` from a checkpoint."""
     prefix = f"{name}."
-    return {
-        k.removeprefix(prefix): v
-        for k, v in checkpoint["state_dict"].items()
-        if k.startswith(prefix)
-    }
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, dict):
+        raise KeyError("the checkpoint has no state_dict")
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _online_probe_number(run_dir: Path | None) -> float | None:
@@ -138,8 +187,9 @@ def run_evaluation(args) -> dict:
     size = cfg["data"]["image_size"]
     eval_tf = build_eval_transform(size, info["mean"], info["std"])
     download = bool(args.download)
-    train_set = build_dataset(data, data_dir, "train_labeled", eval_tf, download)
-    val_set = build_dataset(data, data_dir, "val", eval_tf, download)
+    loader = eval_image_loader(data)
+    train_set = build_dataset(data, data_dir, "train_labeled", eval_tf, download, loader)
+    val_set = build_dataset(data, data_dir, "val", eval_tf, download, loader)
 
     started = time.time()
     precision = devices["precision"]
@@ -168,7 +218,7 @@ def run_evaluation(args) -> dict:
         )
     else:
         crop_flip = build_crop_flip_transform(size, info["mean"], info["std"])
-        augmented = build_dataset(data, data_dir, "train_labeled", crop_flip, download)
+        augmented = build_dataset(data, data_dir, "train_labeled", crop_flip, download, loader)
         probe = train_linear_probe_on_images(
             backbone,
             _loader(augmented, settings, True),

@@ -18,10 +18,10 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from infossl.cli import UserError
 from infossl.data.class_split import class_split_dataset
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.transforms import build_eval_transform
+from infossl.errors import UserError
 from infossl.eval.linear import extract_features
 from infossl.eval.retrieval import DISTANCES, recall_at_k
 from infossl.runtime import resolve_devices
@@ -46,13 +46,17 @@ def embedding_model(
 
 
 def _test_set(cfg: dict, data: str, data_dir, transform, download: bool):
+    from infossl.eval.offline import eval_image_loader
+
     info = dataset_info(data, data_dir)
+    loader = eval_image_loader(data)
     if cfg["data"].get("class_split"):
         split = "held-out classes (second half of the class indices)"
         return class_split_dataset(
-            data, data_dir, "test", info["num_classes"], transform, download
+            data, data_dir, "test", info["num_classes"], transform, download, loader
         ), split
-    return build_dataset(data, data_dir, "val", transform, download), "val split (all classes)"
+    test_set = build_dataset(data, data_dir, "val", transform, download, loader)
+    return test_set, "val split (all classes)"
 
 
 def run_retrieval(
@@ -61,9 +65,7 @@ def run_retrieval(
     # The linear probe's header and writer: the same JSON fields and TensorBoard tags.
     from infossl.eval.offline import _write, result_header
 
-    ks = sorted(set(args.recall_k))
-    if ks[0] < 1:
-        raise UserError(f"--recall-k values must be at least 1, got {ks}")
+    ks = sorted(set(args.recall_k))  # checked (>= 1) with the other flags
     info = dataset_info(data, data_dir)
     transform = build_eval_transform(cfg["data"]["image_size"], info["mean"], info["std"])
     test_set, split = _test_set(cfg, data, data_dir, transform, bool(args.download))

@@ -24,7 +24,10 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from infossl.backbones import build_backbone
 from infossl.callbacks import logging_step
+from infossl.config import check_like, method_loss_defaults
+from infossl.config_schema import check_mapping
 from infossl.distributed import gather_cat, gather_cat_no_grad
+from infossl.errors import ConfigError
 from infossl.losses.knife_regularizer import NAMES as KNIFE_NAMES
 from infossl.losses.knife_regularizer import KnifeRegularizer
 from infossl.reliability.nonfinite import NonFiniteGuard
@@ -60,6 +63,32 @@ def build_regularizer(spec: dict, dim: int) -> nn.Module:
 
 
 class BaseMethod(pl.LightningModule):
+    # Stricter rules (a dataclass in infossl/config_schema.py's vocabulary) for keys of the
+    # method's ``loss`` section than their types in configs/methods/<method>.yaml.
+    LOSS_RULES: type | None = None
+
+    @classmethod
+    def check_config(cls, cfg: dict, num_classes: int | None) -> None:
+        """What this method needs of a validated config (infossl.config.validate), checked
+        before anything is written: its ``loss`` keys have the types of its YAML defaults (so
+        a key added there is checked too) and the ranges of ``LOSS_RULES``."""
+        check_like(cfg["loss"], method_loss_defaults(cfg["method"]), "loss")
+        if cls.LOSS_RULES is not None:
+            check_mapping(cfg["loss"], cls.LOSS_RULES, "loss", partial=True)
+        for entry in cfg["regularizers"]:
+            if entry["name"] != "knife_mi":
+                continue
+            if "num_classes" not in entry and "nuisance_dim" not in entry:
+                raise ConfigError(
+                    "regularizer knife_mi: the nuisance is the batch's labels (nuisance: label) "
+                    "and needs num_classes, e.g. {name: knife_mi, nuisance: label, num_classes: 10}"
+                )
+            if not num_classes:
+                raise ConfigError(
+                    f"regularizer knife_mi needs labels, and --data {cfg['data']['name']} has "
+                    "none here; use a labelled dataset or a knife_entropy term"
+                )
+
     def __init__(self, cfg: dict, num_classes: int | None):
         super().__init__()
         # Plain types only, so checkpoints load with torch.load(weights_only=True).
@@ -96,8 +125,6 @@ class BaseMethod(pl.LightningModule):
 
     def _regularized_dim(self, spec: dict) -> int:
         on = spec.get("on", "embeddings")
-        if on not in ("embeddings", "features"):
-            raise ValueError(f"regularizer 'on' must be embeddings or features, not '{on}'")
         return self.cfg["projector"]["output_dim"] if on == "embeddings" else self.feature_dim
 
     # ---- what a method provides -------------------------------------------------------------
@@ -255,10 +282,8 @@ class BaseMethod(pl.LightningModule):
             # lightly's LARS leaves groups with weight_decay 0 out of the trust-ratio scaling:
             # biases, norms and the probe get plain SGD with momentum, as in SimCLR and BYOL.
             optimizer = LARS(groups, lr=lr, momentum=o["momentum"])
-        elif name == "adamw":
+        else:  # adamw (the schema allows only these three)
             optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(o["betas"]))
-        else:
-            raise ValueError(f"unknown optimizer '{name}'; use sgd, lars or adamw")
 
         warmup_steps, total_steps = self._schedule_lengths()
         scheduler = CosineWarmupScheduler(

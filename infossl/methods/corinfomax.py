@@ -9,11 +9,27 @@ identical moving averages, as the official code does.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
+from infossl.config_schema import Ge, Gt, Lt, Prob
 from infossl.losses.corinfomax import CorInfoMaxLoss
 from infossl.methods.base import BaseMethod, mlp_projector
 
 
+@dataclass
+class CorInfoMaxLossRules:
+    alpha: Annotated[float, Ge(0)]
+    cov_weight: Annotated[float, Ge(0)]
+    la_R: Annotated[Prob, Lt(1)]  # weights of the previous estimates: 1 would never update
+    la_mu: Annotated[Prob, Lt(1)]
+    eps: Annotated[float, Gt(0)]  # keeps log det(R + eps I) finite for a rank-deficient R
+    R_ini: Annotated[float, Gt(0)]
+
+
 class CorInfoMax(BaseMethod):
+    LOSS_RULES = CorInfoMaxLossRules
+
     def __init__(self, cfg: dict, num_classes: int | None):
         super().__init__(cfg, num_classes)
         loss = cfg["loss"]

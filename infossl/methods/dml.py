@@ -16,11 +16,15 @@ model selection: the official code keeps the epoch with the best test Recall@1, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
 import torch
 import torch.nn as nn
 
-from infossl.config import ConfigError
+from infossl.config_schema import Ge, Gt, Lt, Prob
 from infossl.distributed import gather_cat, gather_cat_no_grad
+from infossl.errors import ConfigError
 from infossl.eval.retrieval import recall_at_k
 from infossl.losses.dml_ce import (
     label_entropy,
@@ -28,10 +32,56 @@ from infossl.losses.dml_ce import (
     smooth_cross_entropy,
     uniform_label_entropy,
 )
+from infossl.losses.pairwise import NAMES as PAIRWISE_NAMES
 from infossl.losses.pairwise import PairwiseLoss
 from infossl.methods.base import BaseMethod
 
-FEATURE_NORMS = ("none", "batch")
+
+@dataclass
+class DMLLossRules:
+    feature_norm: Literal["none", "batch"]
+    embedding_dim: Annotated[int, Ge(0)]
+
+
+@dataclass
+class DMLCrossEntropyLossRules(DMLLossRules):
+    label_smoothing: Annotated[Prob, Lt(1)]
+    dropout: Annotated[Prob, Lt(1)]
+
+
+# pytorch-metric-learning's arguments of each pairwise loss (infossl/losses/pairwise.py).
+@dataclass
+class Contrastive:
+    pos_margin: float
+    neg_margin: float
+
+
+@dataclass
+class MultiSimilarity:
+    alpha: Annotated[float, Gt(0)]
+    beta: Annotated[float, Gt(0)]
+    base: float
+    miner_epsilon: Annotated[float, Ge(0)]
+
+
+@dataclass
+class Triplet:
+    margin: Annotated[float, Ge(0)]
+    mining: Literal["semihard", "hard", "easy", "all"]
+
+
+@dataclass
+class SNCA:
+    temperature: Annotated[float, Gt(0)]
+
+
+@dataclass
+class DMLPairwiseLossRules(DMLLossRules):
+    name: Literal["contrastive", "multi_similarity", "triplet", "snca"]
+    contrastive: Contrastive
+    multi_similarity: MultiSimilarity
+    triplet: Triplet
+    snca: SNCA
 
 
 def embedding_head(loss_cfg: dict, feature_dim: int) -> tuple[nn.Module, int]:
@@ -53,12 +103,20 @@ class DMLMethod(BaseMethod):
     """Shared by the metric-learning methods: one view, the embedding head as the projector,
     no online probe (the labels train the method itself), Recall@1 on the held-out classes."""
 
-    def __init__(self, cfg: dict, num_classes: int | None):
+    LOSS_RULES = DMLLossRules
+
+    @classmethod
+    def check_config(cls, cfg: dict, num_classes: int | None) -> None:
+        super().check_config(cfg, num_classes)
         if len(cfg["data"]["views"]) != 1:
             raise ConfigError(
-                "metric learning trains on one augmented view per image; use a single-view "
-                "data.augmentation (e.g. dml_digits, dml_cub, dml_cars)"
+                f"metric learning trains on one augmented view per image, and "
+                f"data.augmentation={cfg['data']['augmentation']} makes "
+                f"{len(cfg['data']['views'])}; use a single-view augmentation (e.g. dml_digits, "
+                "dml_cub, dml_cars)"
             )
+
+    def __init__(self, cfg: dict, num_classes: int | None):
         super().__init__(cfg, None)  # no online probe: the method is the classifier
         self.save_hyperparameters({"cfg": cfg, "num_classes": num_classes})
         self.num_classes = num_classes
@@ -93,9 +151,15 @@ class DMLMethod(BaseMethod):
 
 
 class DMLCrossEntropy(DMLMethod):
-    def __init__(self, cfg: dict, num_classes: int | None):
+    LOSS_RULES = DMLCrossEntropyLossRules
+
+    @classmethod
+    def check_config(cls, cfg: dict, num_classes: int | None) -> None:
+        super().check_config(cfg, num_classes)
         if not num_classes or num_classes < 2:
             raise ConfigError("dml-ce needs a labelled dataset with at least 2 training classes")
+
+    def __init__(self, cfg: dict, num_classes: int | None):
         super().__init__(cfg, num_classes)
         loss = cfg["loss"]
         linear = nn.Linear(self.embedding_dim, num_classes)
@@ -128,6 +192,19 @@ class DMLCrossEntropy(DMLMethod):
 
 
 class DMLPairwise(DMLMethod):
+    LOSS_RULES = DMLPairwiseLossRules
+
+    @classmethod
+    def check_config(cls, cfg: dict, num_classes: int | None) -> None:
+        name = cfg["loss"]["name"]
+        if name not in PAIRWISE_NAMES and str(name).lower() == "pce":
+            raise ConfigError(
+                "the paper's pairwise cross-entropy (loss.name=pce) is not implemented: its "
+                "exact expression could not be verified (README 'Metric learning'); use one of "
+                + ", ".join(PAIRWISE_NAMES)
+            )
+        super().check_config(cfg, num_classes)
+
     def __init__(self, cfg: dict, num_classes: int | None):
         super().__init__(cfg, num_classes)
         self.criterion = PairwiseLoss(cfg["loss"])

@@ -7,11 +7,25 @@ the u head's parameters train with the encoder (they belong to the loss module).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from infossl.config_schema import Count, Ge, Gt
 from infossl.losses.ssl_mi import FLOSSLLoss
 from infossl.methods.base import BaseMethod
 
 
+@dataclass
+class FLOLossRules:
+    temperature: Annotated[float, Gt(0)]
+    hidden_dim: Count
+    reg_weight: Annotated[float, Ge(0)]
+    reg_distance: Literal["squared", "absolute"]  # infossl/losses/mi_bounds.py REG_DISTANCES
+
+
 class FLO(BaseMethod):
+    LOSS_RULES = FLOLossRules
+
     def __init__(self, cfg: dict, num_classes: int | None):
         super().__init__(cfg, num_classes)
         self.criterion = FLOSSLLoss(dim=cfg["projector"]["output_dim"], **cfg["loss"])

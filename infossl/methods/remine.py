@@ -14,6 +14,10 @@ on the clipped DV value, joint term clipped too); ``nwj`` / ``tuba`` with the re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from infossl.config_schema import Ge, Gt
 from infossl.losses.ssl_mi import ReMINESSLLoss
 from infossl.methods.base import BaseMethod
 
@@ -37,7 +41,18 @@ def estimator_kwargs(loss: dict) -> dict:
     return {}
 
 
+@dataclass
+class ReMINELossRules:
+    # infossl/losses/ssl_mi.py ESTIMATORS (a test checks the two lists agree)
+    estimator: Literal["mine", "smile", "infonce", "nwj", "tuba", "js"]
+    reg_weight: Annotated[float, Ge(0)]
+    reg_distance: Literal["squared", "absolute"]
+    temperature: Annotated[float, Gt(0)]
+
+
 class ReMINE(BaseMethod):
+    LOSS_RULES = ReMINELossRules
+
     def __init__(self, cfg: dict, num_classes: int | None):
         super().__init__(cfg, num_classes)
         loss = dict(cfg["loss"])

@@ -21,9 +21,11 @@ hyper-parameters or in a callback's ``state_dict``. ``LambdaLR`` with a plain la
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -32,23 +34,69 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from infossl.errors import Fault
+
 
 class CheckpointError(Exception):
     """A checkpoint that is missing, unreadable or unsafe; the message is one line."""
+
+
+class CheckpointWriteError(Fault):
+    """A checkpoint could not be written (disk full, quota, I/O error); the previous file at
+    that path is intact."""
+
+
+class _RecordingWriter:
+    """The file object torch.save writes to, keeping the OSError of a failed write: torch's
+    zip writer reports it only as ``RuntimeError: ... unexpected pos``."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _write_error(path: Path, err: OSError) -> CheckpointWriteError:
+    free = shutil.disk_usage(path.parent).free
+    previous = f"; the previous {path.name} is kept" if path.is_file() else ""
+    need = f", it needs about {_mib(path.stat().st_size)}" if path.is_file() else ""
+    what = "disk full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror
+    return CheckpointWriteError(
+        f"cannot write checkpoint {path}: {what} ({_mib(free)} free in {path.parent}{need})"
+        f"{previous}; free some space, then continue with --resume auto"
+    )
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    writer = None
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            writer = _RecordingWriter(handle)
+            torch.save(obj, writer)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        failed = writer.error if writer is not None and writer.error else err
+        if isinstance(failed, OSError) and failed.errno is not None:
+            raise _write_error(path, failed) from err
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -23,12 +23,11 @@ A skipped batch still counts in ``trainer.global_step`` and advances a step-inte
 schedule: Lightning calls ``optimizer.step`` with a closure that returned None, and torch
 optimizers skip parameters without a gradient (tests/reliability/test_nonfinite.py).
 Deciding without a sync would need the decision inside the optimizer (as AMP's GradScaler does
-with ``found_inf``), which still syncs in ``scaler.step``. Under DDP every process must take the
-same decision or the next gradient all-reduce hangs (one skipping backward while the other
-waits in it): pass ``reduce_any`` (e.g. ``lambda b: trainer.strategy.reduce_boolean_decision(b,
-all=False)``, one more all-reduce per step) so a non-finite loss on any process skips the batch
-on all. Skipping backward on *every* process is fine for DDP (checked with torch 2.15, both
-``find_unused_parameters`` settings).
+with ``found_inf``), which still syncs in ``scaler.step``. Skipping is for one process only:
+under DDP a process that skipped backward alone would leave its peers waiting in the gradient
+all-reduce, and agreeing would add a collective to every step, so ``infossl.config.validate``
+refuses ``skip_nonfinite > 0`` with more than one process. Stopping works under DDP: the
+process that raises makes Lightning's launcher end its peers.
 """
 
 from __future__ import annotations
@@ -38,8 +37,10 @@ from collections.abc import Callable
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
+from infossl.errors import Fault
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(Fault):
     """The loss became NaN or Inf more often than allowed."""
 
 
@@ -71,22 +72,18 @@ class NonFiniteGuard:
         skip_limit: int,
         last_checkpoint: Callable[[], str | None] = lambda: None,
         inject_at_steps: tuple[int, ...] = (),
-        reduce_any: Callable[[bool], bool] | None = None,
     ):
-        if skip_limit < 0:
-            raise ValueError(f"training.skip_nonfinite must be >= 0, got {skip_limit}")
         self.skip_limit = skip_limit
         self.last_checkpoint = last_checkpoint
         self.inject_at_steps = set(inject_at_steps)
-        self.reduce_any = reduce_any  # e.g. partial(strategy.reduce_boolean_decision, all=False)
         self.skipped = 0
         self._first_bad_step: torch.Tensor | None = None  # -1 while every loss was finite
         self._bad_terms: dict[str, torch.Tensor] = {}
 
     @property
     def syncs_every_step(self) -> bool:
-        """Skipping (or a cross-process decision) needs ``check``; stopping uses ``record``."""
-        return self.skip_limit > 0 or self.reduce_any is not None
+        """Skipping needs ``check`` (one sync per step); stopping uses ``record``."""
+        return self.skip_limit > 0
 
     def set_last_checkpoint(self, path_or_callable: str | Callable[[], str | None]) -> None:
         self.last_checkpoint = (
@@ -100,8 +97,6 @@ class NonFiniteGuard:
     def check(self, loss: torch.Tensor, terms: dict, step: int) -> bool:
         """True when this batch must be skipped; raises when the run must stop."""
         nonfinite = not bool(torch.isfinite(loss.detach()).all())  # the one sync per step
-        if self.reduce_any is not None:
-            nonfinite = self.reduce_any(nonfinite)
         if not nonfinite:
             return False
         named = any(k == "loss" or k.endswith("/loss") for k in terms)

@@ -18,8 +18,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 
+from infossl.errors import Fault
 
-class BadImageError(RuntimeError):
+
+class BadImageError(Fault):
     """An image file that cannot be decoded."""
 
 
@@ -31,11 +33,21 @@ class Batch(NamedTuple):
     skipped: torch.Tensor
 
 
+# What a bad file raises while it is opened and decoded: truncated or foreign data (OSError,
+# UnidentifiedImageError), odd headers (ValueError), and PIL's guard against decompression
+# bombs (an image of more than 2 x Image.MAX_IMAGE_PIXELS pixels; not an OSError).
+BAD_IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+
+
 class SafeImageLoader:
-    def __init__(self, policy: str = "skip"):
-        if policy not in ("skip", "error"):
-            raise ValueError(f"data.on_bad_image must be skip or error, not '{policy}'")
+    """``policy`` skip (None for a bad file, with a warning) or error (``BadImageError``
+    naming the file; ``fix`` says what to do about it)."""
+
+    def __init__(
+        self, policy: str = "skip", fix: str = "remove or fix it, or set data.on_bad_image=skip"
+    ):
         self.policy = policy
+        self.fix = fix
 
     def __call__(self, path: str):
         try:
@@ -43,12 +55,9 @@ class SafeImageLoader:
                 image = Image.open(handle)
                 image.load()  # decode now: truncated files fail here, not inside a transform
                 return image.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+        except BAD_IMAGE_ERRORS as err:
             if self.policy == "error":
-                raise BadImageError(
-                    f"unreadable image {path} ({err}); remove or fix it, or set "
-                    "data.on_bad_image=skip"
-                ) from err
+                raise BadImageError(f"unreadable image {path} ({err}); {self.fix}") from err
             warnings.warn(f"skipping unreadable image {path} ({err})", stacklevel=2)
             return None
 

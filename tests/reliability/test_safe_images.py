@@ -68,6 +68,15 @@ def test_error_surfaces_in_the_main_process_naming_the_file(tmp_path):
     assert f"unreadable image {truncated}" in str(err.value)
 
 
-def test_unknown_policy_is_refused():
-    with pytest.raises(ValueError, match="on_bad_image must be skip or error"):
-        SafeImageLoader("ignore")
+def test_decompression_bomb_is_a_bad_image(tmp_path, monkeypatch):
+    # PIL refuses images over 2 x MAX_IMAGE_PIXELS with DecompressionBombError (not an
+    # OSError); a 16 x 16 = 256-pixel file is such a bomb when the limit is 100 pixels.
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (16, 16)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.warns(UserWarning, match=f"skipping unreadable image {path}"):
+        assert SafeImageLoader("skip")(str(path)) is None
+    with pytest.raises(BadImageError, match=f"unreadable image {path}.*exceeds limit"):
+        SafeImageLoader("error")(str(path))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 256 pixels: fine again
+    assert SafeImageLoader("error")(str(path)).size == (16, 16)
