@@ -10,27 +10,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
-from pytorch_lightning.loggers import TensorBoardLogger
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from infossl import config as C
-from infossl.backbones import check_pretrained_weights
-from infossl.callbacks import (
-    BadImageCounter,
-    LastCheckpointEveryEpoch,
-    RNGStateCheckpoint,
-    StopAfterEpoch,
-    Throughput,
-)
 from infossl.cli import UserError
-from infossl.data.datamodule import SSLDataModule
-from infossl.methods import METHODS
-from infossl.reliability.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
-from infossl.reliability.preemption import PreemptionCheckpoint
-from infossl.reliability.resume import find_resume_checkpoint
 from infossl.rundir import (
     checkpoint_dir,
     create_run_dir,
@@ -38,8 +21,9 @@ from infossl.rundir import (
     run_dir_of_checkpoint,
     write_config,
 )
-from infossl.runtime import resolve_devices, strategy_for
-from infossl.speed import apply_to_model, resolve_speed
+
+# torch, Lightning and timm are imported inside the functions that use them: _resolve runs
+# without them, so a config error answers in a fraction of a second (tests/test_cli_startup.py).
 
 DEFAULT_DATA = "cifar10"  # the papers' benchmark; the offline demo passes --data digits
 
@@ -75,6 +59,8 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
                 f"--resume {req.resume}: no such checkpoint file; pass an existing "
                 ".ckpt path or --resume auto"
             )
+        from infossl.reliability.checkpoint_io import load_checkpoint_safely
+
         load_checkpoint_safely(checkpoint)  # refuses corrupt files and pickled code early
         run_dir = run_dir_of_checkpoint(checkpoint)
 
@@ -89,6 +75,8 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
 
     existing = (run_dir / "config.yaml").is_file()
     if req.resume == "auto" and existing:
+        from infossl.reliability.resume import find_resume_checkpoint
+
         checkpoint = find_resume_checkpoint(run_dir)
 
     resuming_dir = req.resume is not None and existing
@@ -119,7 +107,18 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
     return ResolvedRun(cfg, run_dir, checkpoint, resuming_dir)
 
 
-def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
+def _callbacks(cfg: dict, run_dir: Path) -> list:
+    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+
+    from infossl.callbacks import (
+        BadImageCounter,
+        LastCheckpointEveryEpoch,
+        RNGStateCheckpoint,
+        StopAfterEpoch,
+        Throughput,
+    )
+    from infossl.reliability.preemption import PreemptionCheckpoint
+
     checkpoints = ModelCheckpoint(
         dirpath=checkpoint_dir(run_dir),
         filename="epoch={epoch:03d}",
@@ -150,6 +149,20 @@ def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
 def run_training(req: TrainRequest) -> dict | None:
     """Fit one run; return the final metrics in the launching process (None elsewhere)."""
     run = _resolve(req)
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from infossl.backbones import check_pretrained_weights
+    from infossl.callbacks import BadImageCounter
+    from infossl.console import QuietTensorBoardLogger, quiet_console
+    from infossl.data.datamodule import SSLDataModule
+    from infossl.methods import METHODS
+    from infossl.reliability.checkpoint_io import AtomicCheckpointIO
+    from infossl.reliability.preemption import PreemptionCheckpoint
+    from infossl.runtime import resolve_devices, strategy_for
+    from infossl.speed import apply_to_model, resolve_speed
+
+    quiet_console()
     cfg = run.cfg
     plain = C.to_plain(cfg)
     devices = resolve_devices(plain["trainer"], req.gpus)
@@ -192,7 +205,7 @@ def run_training(req: TrainRequest) -> dict | None:
         benchmark=speed["cudnn_benchmark"],
         log_every_n_steps=t["log_every_n_steps"],
         default_root_dir=str(run.run_dir),  # where Lightning's SLURM requeue saves hpc_ckpt_*
-        logger=TensorBoardLogger(
+        logger=QuietTensorBoardLogger(
             save_dir=str(run.run_dir.parent),
             name=run.run_dir.name,
             version="",

@@ -28,7 +28,7 @@ from infossl.eval.knn import knn_top1
 from infossl.eval.linear import extract_features, train_linear_probe, train_linear_probe_on_images
 from infossl.reliability.checkpoint_io import load_checkpoint_safely
 from infossl.rundir import run_dir_of_checkpoint
-from infossl.runtime import resolve_devices
+from infossl.runtime import resolve_devices, resolve_num_workers
 
 EVAL_FLAGS = ("epochs", "batch_size", "lr", "augment", "num_workers", "precision", "seed")
 
@@ -39,7 +39,9 @@ def _eval_settings(args) -> dict:
     cfg = C.merge_values(cfg, given)
     if str(cfg.precision) not in C.PRECISIONS:
         raise C.ConfigError(f"unknown precision '{cfg.precision}'; use one of {C.PRECISIONS}")
-    return OmegaConf.to_container(cfg)
+    settings = OmegaConf.to_container(cfg)
+    settings["num_workers"] = resolve_num_workers(settings["num_workers"], 1)
+    return settings
 
 
 def load_pretrained(ckpt_path: str, random_init: bool = False, seed: int = 0):
