@@ -1,4 +1,9 @@
-"""What every command-line entry point shares: bad input is one line on stderr and exit 2."""
+"""What every command-line entry point shares: bad input is one line on stderr and exit 2.
+
+This module imports nothing heavy (no torch, Lightning, timm): ``--help`` and argument errors
+answer at once, and the error types of the heavy modules are matched only when those modules
+are already loaded (an exception of a class whose module was never imported cannot occur).
+"""
 
 from __future__ import annotations
 
@@ -6,29 +11,37 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from infossl.backbones import BackboneError
-from infossl.errors import ConfigError, Fault, UserError
-from infossl.rundir import RunDirError
-from infossl.runtime import DeviceError
+from infossl.errors import ConfigError, UserError
 
 __all__ = ["ConfigError", "UserError"]  # defined in infossl.errors; imported from here before
 
 USAGE_EXIT = 2
 
+# (module, class) of every error the user can fix by changing the command or the config.
+USER_ERRORS = (
+    ("infossl.errors", "UserError"),  # ConfigError is a UserError
+    ("infossl.backbones", "BackboneError"),
+    ("infossl.rundir", "RunDirError"),
+    ("infossl.runtime", "DeviceError"),
+    ("infossl.data.datasets", "DataError"),
+    ("infossl.reliability.checkpoint_io", "CheckpointError"),
+)
+# Not bad input but a training fault with a clear cause: one line, exit 1.
+RUNTIME_ERRORS = (
+    ("infossl.errors", "Fault"),
+    ("infossl.reliability.nonfinite", "NonFiniteLossError"),
+    ("infossl.reliability.safe_images", "BadImageError"),
+)
+
+
+def loaded_types(names: tuple[tuple[str, str], ...]) -> tuple[type[BaseException], ...]:
+    """The classes named in ``names`` whose modules are already imported."""
+    modules = ((sys.modules.get(module), cls) for module, cls in names)
+    return tuple(getattr(m, cls) for m, cls in modules if m is not None and hasattr(m, cls))
+
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    from infossl.data.datasets import DataError
-    from infossl.reliability.checkpoint_io import CheckpointError
-
-    return (
-        UserError,
-        ConfigError,
-        BackboneError,
-        RunDirError,
-        DeviceError,
-        DataError,
-        CheckpointError,
-    )
+    return loaded_types(USER_ERRORS)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -36,13 +49,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(USAGE_EXIT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _runtime_error_types() -> tuple[type[BaseException], ...]:
-    from infossl.reliability.nonfinite import NonFiniteLossError
-    from infossl.reliability.safe_images import BadImageError
-
-    return (Fault, NonFiniteLossError, BadImageError)
 
 
 def _one_line(err: BaseException) -> str:
@@ -57,10 +63,11 @@ def run_cli(main: Callable[[], int]) -> int:
     prog = sys.argv[0].split("/")[-1]
     try:
         return main()
-    except user_error_types() as err:
-        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
-        return USAGE_EXIT
-    except _runtime_error_types() as err:
-        # Not bad input but a training fault with a clear cause: one line, exit 1.
-        print(f"{prog}: stopped: {_one_line(err)}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        if isinstance(err, user_error_types()):
+            print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+            return USAGE_EXIT
+        if isinstance(err, loaded_types(RUNTIME_ERRORS)):
+            print(f"{prog}: stopped: {_one_line(err)}", file=sys.stderr)
+            return 1
+        raise

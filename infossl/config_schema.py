@@ -125,7 +125,7 @@ class Data:
     download: bool
     image_size: Count
     batch_size: Count  # >= 2 checked with its reason in config.validate
-    num_workers: Annotated[int, Ge(0)]
+    num_workers: Annotated[int, Ge(0)] | Literal["auto"]
     augmentation: str  # a file name, checked by config.resolve_views
     views: Annotated[list[View], Len(min=1)]
     train_fraction: Annotated[float, Gt(0)]  # a fraction (<= 1) or a count of images (> 1)
@@ -267,7 +267,7 @@ class LinearEval:
     augment: Literal["none", "crop-flip"]
     knn_k: Annotated[list[Count], Len(min=1)]
     knn_temperature: Annotated[float, Gt(0)]
-    num_workers: Annotated[int, Ge(0)]
+    num_workers: Annotated[int, Ge(0)] | Literal["auto"]
     precision: Literal["auto", "32", "16-mixed", "bf16-mixed", 32]
     seed: Seed
 

@@ -42,6 +42,27 @@ def resolve_devices(trainer_cfg: dict, gpus: int | None) -> dict:
     return {"accelerator": accelerator, "devices": int(devices), "precision": precision}
 
 
+MAX_AUTO_WORKERS = 8
+
+
+def resolve_num_workers(value, devices: dict | int) -> int:
+    """``data.num_workers: auto``: the CPU cores this process may use divided by the processes
+    on this node, minus one for the training process itself (Lightning's
+    ``suggested_max_num_workers``), at most ``MAX_AUTO_WORKERS``. Asking for more workers than
+    cores only makes them compete (PyTorch warns "will create N worker processes ...
+    suggested max"); an integer is kept as given."""
+    from lightning_fabric.utilities.data import suggested_max_num_workers
+
+    from infossl.config import ConfigError
+
+    if value == "auto":
+        per_node = devices["devices"] if isinstance(devices, dict) else int(devices)
+        return min(MAX_AUTO_WORKERS, suggested_max_num_workers(per_node))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"num_workers must be auto or an integer >= 0, not {value!r}")
+    return value
+
+
 def strategy_for(devices: int, num_nodes: int, timeout_s: float):
     """DDP (gloo on CPU, NCCL on GPU) when more than one process; a bounded collective timeout
     makes the survivors fail instead of hanging when a peer dies.

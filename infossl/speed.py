@@ -5,8 +5,10 @@ the run trains on, and applied to the model in one place."""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch loads when a model is built; config checks run without it
+    from torch import nn
 
 SMALL_IMAGES = 64  # GPU augmentation pays off where the CPU pipeline is the bottleneck
 
@@ -45,6 +47,8 @@ def apply_to_model(method: nn.Module, speed: dict) -> nn.Module:
     """channels_last weights (the method converts its inputs, see BaseMethod.training_step)
     and ``torch.compile`` of the backbone in place: ``Module.compile`` keeps the module and its
     state_dict keys, so checkpoints load with or without it."""
+    import torch
+
     if speed["channels_last"]:
         method.to(memory_format=torch.channels_last)
         method.channels_last = True

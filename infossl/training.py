@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from infossl import config as C
@@ -27,6 +25,7 @@ from infossl.callbacks import (
     StopAfterEpoch,
     Throughput,
 )
+from infossl.console import QuietTensorBoardLogger, quiet_console
 from infossl.data.datamodule import SSLDataModule
 from infossl.errors import UserError
 from infossl.methods import METHODS
@@ -46,6 +45,9 @@ from infossl.rundir import (
 )
 from infossl.runtime import resolve_devices, strategy_for
 from infossl.speed import apply_to_model, resolve_speed
+
+# torch, Lightning and timm are imported inside the functions that use them: _resolve runs
+# without them, so a config error answers in a fraction of a second (tests/test_cli_startup.py).
 
 DEFAULT_DATA = "cifar10"  # the papers' benchmark; the offline demo passes --data digits
 
@@ -82,6 +84,8 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
                 f"--resume {req.resume}: no such checkpoint file; pass an existing "
                 ".ckpt path or --resume auto"
             )
+        from infossl.reliability.checkpoint_io import load_checkpoint_safely
+
         load_checkpoint_safely(checkpoint)  # refuses corrupt files and pickled code early
         source = run_dir_of_checkpoint(checkpoint)
         # --name picks the run to write; without it the checkpoint's own run continues.
@@ -241,7 +245,14 @@ def _check_resume_fits(method: pl.LightningModule, checkpoint: Path, cfg: dict) 
     )
 
 
-def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
+def _callbacks(cfg: dict, run_dir: Path) -> list:
+    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+
+    from infossl.callbacks import (
+        BadImageCounter,
+    )
+    from infossl.reliability.preemption import PreemptionCheckpoint
+
     checkpoints = ModelCheckpoint(
         dirpath=checkpoint_dir(run_dir),
         filename="epoch={epoch:03d}",
@@ -275,6 +286,7 @@ def _callbacks(cfg: dict, run_dir: Path) -> list[pl.Callback]:
 def run_training(req: TrainRequest) -> dict | None:
     """Fit one run; return the final metrics in the launching process (None elsewhere)."""
     run = _resolve(req)
+    quiet_console()
     cfg = run.cfg
     plain = C.to_plain(cfg)
     devices = resolve_devices(plain["trainer"], req.gpus)
@@ -339,7 +351,7 @@ def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | N
         benchmark=speed["cudnn_benchmark"],
         log_every_n_steps=t["log_every_n_steps"],
         default_root_dir=str(run.run_dir),  # where Lightning's SLURM requeue saves hpc_ckpt_*
-        logger=TensorBoardLogger(
+        logger=QuietTensorBoardLogger(
             save_dir=str(run.run_dir.parent),
             name=run.run_dir.name,
             version="",

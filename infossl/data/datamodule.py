@@ -25,6 +25,7 @@ from infossl.reliability.safe_images import (
     collate_with_skips,
     skip_transform,
 )
+from infossl.runtime import resolve_num_workers
 from infossl.speed import resolve_speed
 
 
@@ -138,7 +139,9 @@ class SSLDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset, drop_last: bool, sampler=None) -> DataLoader:
         d, speed = self.cfg["data"], self.speed
-        workers = d["num_workers"]
+        # auto: the cores per process on this node (the trainer knows how many processes).
+        per_node = self.trainer.num_devices if self.trainer is not None else 1
+        workers = resolve_num_workers(d["num_workers"], per_node)
         return DataLoader(
             dataset,
             batch_size=d["batch_size"],

@@ -34,7 +34,7 @@ from infossl.eval.linear import extract_features, train_linear_probe, train_line
 from infossl.reliability.checkpoint_io import load_checkpoint_safely
 from infossl.reliability.safe_images import SafeImageLoader
 from infossl.rundir import run_dir_of_checkpoint
-from infossl.runtime import resolve_devices
+from infossl.runtime import resolve_devices, resolve_num_workers
 
 EVAL_FLAGS = ("epochs", "batch_size", "lr", "augment", "num_workers", "precision", "seed")
 
@@ -49,6 +49,7 @@ def _eval_settings(args) -> dict:
     S.check(list(args.recall_k), S.RecallK, "--recall-k")
     if args.gpus is not None and args.gpus < 0:
         raise UserError(f"--gpus {args.gpus}: give 0 (CPU) or a positive number of GPUs")
+    settings["num_workers"] = resolve_num_workers(settings["num_workers"], 1)
     return settings
 
 
