@@ -40,7 +40,9 @@ class HeldOut:
     value is not a better fit).
     """
 
-    def __init__(self, n: int, value_fn: Callable[[torch.Tensor | None], torch.Tensor], monitor=None):
+    def __init__(
+        self, n: int, value_fn: Callable[[torch.Tensor | None], torch.Tensor], monitor=None
+    ):
         self.n = n
         self._value_fn = value_fn
         self.estimate = float(value_fn(None))
@@ -134,7 +136,15 @@ class FLOModel(nn.Module):
     v -> b tanh(v / b): see ``_bounded``."""
 
     def __init__(
-        self, x_dim, y_dim, critic, hidden_dim, layers, embed_dim, u_bound=None, score_bound=None,
+        self,
+        x_dim,
+        y_dim,
+        critic,
+        hidden_dim,
+        layers,
+        embed_dim,
+        u_bound=None,
+        score_bound=None,
         **reg,
     ):
         super().__init__()
@@ -185,7 +195,7 @@ class KnifeModel(nn.Module):
     here, without the official ``abs``). Per held-out sample the estimate is a log-density ratio;
     early stopping watches the held-out log-likelihood of the fitted densities."""
 
-    def __init__(self, x_dim, y_dim, joint=False, modes=32, **knife_kwargs):
+    def __init__(self, x_dim, y_dim, hidden_dim, joint=False, modes=32, **knife_kwargs):
         super().__init__()
         self.joint = joint
         if joint:
@@ -194,6 +204,9 @@ class KnifeModel(nn.Module):
             # LayerNorm of a 1- or 2-wide condition is a constant or a sign (knife.py,
             # conditioning_net): off for such x unless asked for.
             knife_kwargs.setdefault("layer_norm", x_dim > 2)
+            # The official nets are as wide as the modelled variable (2 units for a 2-D y): too
+            # narrow to move 32 means with x; they get the critics' hidden width instead.
+            knife_kwargs.setdefault("hidden_dim", hidden_dim)
             self.knife = KNIFE(x_dim, y_dim, modes, modes, **knife_kwargs)
 
     def forward(self, x, y):
@@ -232,7 +245,7 @@ def build_model(name: str, x_dim: int, y_dim: int, critic, hidden_dim, layers, e
     if name == "flo":
         return FLOModel(x_dim, y_dim, critic, hidden_dim, layers, embed_dim, **kw)
     if name in ("knife", "knife_joint"):
-        return KnifeModel(x_dim, y_dim, joint=name == "knife_joint", **kw)
+        return KnifeModel(x_dim, y_dim, hidden_dim, joint=name == "knife_joint", **kw)
     raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
 
 

@@ -52,8 +52,15 @@ def test_estimate_reports_the_held_out_maximum_of_its_curve(monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 2))
     res = est_mod.estimate(
-        x, x + rng.standard_normal((64, 2)), "nwj", hidden_dim=8, embed_dim=4,
-        batch_size=16, max_steps=100, eval_every=10, patience=3,
+        x,
+        x + rng.standard_normal((64, 2)),
+        "nwj",
+        hidden_dim=8,
+        embed_dim=4,
+        batch_size=16,
+        max_steps=100,
+        eval_every=10,
+        patience=3,
     )
     assert res.curve["step"] == [10, 20, 30, 40, 50, 60]  # stopped: 3 evaluations after 30
     assert res.curve["heldout"] == [0.3, 0.7, 1.1, 0.9, 0.8, 0.95]
