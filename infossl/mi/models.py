@@ -1,0 +1,254 @@
+"""The estimators behind :func:`infossl.mi.estimate`, built from the project's critics and bounds.
+
+Each model has ``forward(x, y) -> (loss, mi)`` on a training batch and ``heldout(x, y)`` that
+scores the *whole* held-out set and returns a :class:`HeldOut`: per-row terms from which the
+estimate of any subset (or bootstrap resample) of held-out rows is recomputed without touching the
+networks again.
+
+Critic bounds: the held-out score matrix is N_test x N_test (every held-out y is a negative for
+every held-out x), computed in row blocks and reduced at once to ``mi_bounds.RowStats``; InfoNCE is
+then capped at log N_test instead of log batch. A bootstrap resamples rows of those statistics
+(the negatives of a row stay the held-out set): it measures the sampling error of the joint term
+and of the per-row partition terms, which dominates for N_test in the thousands.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from infossl.losses.critics import ConcatCritic, FLOSharedCritic, SeparableCritic, mlp
+from infossl.losses.flo import flo, flo_per_row
+from infossl.losses.knife import KNIFE, JointKNIFE
+from infossl.losses.mi_bounds import ESTIMATORS as BOUNDS
+from infossl.losses.mi_bounds import MIBoundLoss, RowStats, row_statistics
+
+CRITICS = ("separable", "concat")
+# Cells of the (block, N_test, hidden) activation of a concat critic computed at once on held-out.
+_EVAL_CELLS = 1 << 24
+
+
+class HeldOut:
+    """Held-out evaluation of one model state.
+
+    ``value(rows)`` is the estimate on those held-out rows (all rows when None); ``monitor`` is what
+    early stopping maximises: the estimate itself for the bounds and FLO, the held-out
+    log-likelihood for KNIFE (its estimate is a difference of two fits, not a bound, so a larger
+    value is not a better fit).
+    """
+
+    def __init__(
+        self, n: int, value_fn: Callable[[torch.Tensor | None], torch.Tensor], monitor=None
+    ):
+        self.n = n
+        self._value_fn = value_fn
+        self.estimate = float(value_fn(None))
+        self.monitor = self.estimate if monitor is None else float(monitor)
+
+    def value(self, rows: torch.Tensor | None = None) -> float:
+        return float(self._value_fn(rows))
+
+
+def _cat_stats(parts: list[RowStats]) -> RowStats:
+    """Row blocks of one N x N matrix -> its RowStats (the blocks share num_cols and clip)."""
+    first = parts[0]
+    clipped = None
+    if first.clipped_offdiag_lse is not None:
+        clipped = torch.cat([p.clipped_offdiag_lse for p in parts])
+    return RowStats(
+        torch.cat([p.diag for p in parts]),
+        torch.cat([p.offdiag_lse for p in parts]),
+        torch.cat([p.offdiag_softplus for p in parts]),
+        clipped,
+        first.clip,
+        first.num_cols,
+    )
+
+
+def _take(stats: RowStats, rows: torch.Tensor | None) -> RowStats:
+    return stats if rows is None else stats.map(lambda t: t[rows])
+
+
+def heldout_stats(score_fn, x, y, clip: float | None, block: int) -> RowStats:
+    """RowStats of the full held-out matrix ``score_fn(x, y)``, built ``block`` rows at a time."""
+    parts = [
+        row_statistics(score_fn(x[s : s + block], y), diag_offset=s, clip=clip)
+        for s in range(0, x.shape[0], block)
+    ]
+    return _cat_stats(parts)
+
+
+def build_critic(critic: str, x_dim, y_dim, hidden_dim, layers, embed_dim) -> nn.Module:
+    if critic == "separable":
+        return SeparableCritic(x_dim, y_dim, hidden_dim, embed_dim, layers)
+    if critic == "concat":
+        return ConcatCritic(x_dim, y_dim, hidden_dim, layers)
+    raise ValueError(f"unknown critic {critic!r}; choose from {CRITICS}")
+
+
+def _block(critic: str, n: int, hidden_dim: int) -> int:
+    """Held-out rows per block: all of them for a separable critic (an N x N product), else as
+    many as keep a concat critic's (block, N, hidden) activation near 2^24 cells."""
+    return n if critic == "separable" else max(1, _EVAL_CELLS // (n * hidden_dim))
+
+
+class BoundModel(nn.Module):
+    """A critic + one of ``mi_bounds.ESTIMATORS`` (TUBA adds Poole's learned baseline log a(x),
+    as ``benchmarks/mi_estimation.py`` does)."""
+
+    def __init__(self, name, x_dim, y_dim, critic, hidden_dim, layers, embed_dim, **bound_kwargs):
+        super().__init__()
+        self.name, self.critic_kind, self.hidden_dim = name, critic, hidden_dim
+        self.critic = build_critic(critic, x_dim, y_dim, hidden_dim, layers, embed_dim)
+        self.bound = MIBoundLoss(name, **bound_kwargs)
+        self.baseline = mlp(x_dim, hidden_dim, 1, layers) if name == "tuba" else None
+
+    def _extra(self, x) -> dict:
+        return {} if self.baseline is None else {"log_baseline": self.baseline(x).squeeze(-1)}
+
+    def forward(self, x, y):
+        out = self.bound(self.critic(x, y), **self._extra(x))
+        return out.loss, out.mi
+
+    @torch.no_grad()
+    def heldout(self, x, y) -> HeldOut:
+        block = _block(self.critic_kind, x.shape[0], self.hidden_dim)
+        stats = heldout_stats(self.critic, x, y, self.bound.clip, block)
+        extra = self._extra(x)
+        fn = BOUNDS[self.name]
+        kwargs = {**self.bound.estimator_kwargs, **self.bound.reg}
+
+        def value(rows):
+            ex = {k: v if rows is None else v[rows] for k, v in extra.items()}
+            return fn(_take(stats, rows), **kwargs, **ex).mi
+
+        return HeldOut(x.shape[0], value)
+
+
+class FLOModel(nn.Module):
+    """FLO (``losses/flo.py``): concat -> FLO's shared network with (g, u) heads; separable -> the
+    separable g plus a u-MLP on the joint pair (the two forms of ``benchmarks/mi_estimation.py``).
+
+    ``u_bound`` / ``score_bound`` (nats) bound the u head and the g scores smoothly,
+    v -> b tanh(v / b): see ``_bounded``."""
+
+    def __init__(
+        self,
+        x_dim,
+        y_dim,
+        critic,
+        hidden_dim,
+        layers,
+        embed_dim,
+        u_bound=None,
+        score_bound=None,
+        **reg,
+    ):
+        super().__init__()
+        self.critic_kind, self.hidden_dim, self.reg = critic, hidden_dim, reg
+        self.u_bound, self.score_bound = u_bound, score_bound
+        if critic == "concat":
+            self.net = FLOSharedCritic(x_dim, y_dim, hidden_dim, layers)
+        else:
+            self.net = build_critic(critic, x_dim, y_dim, hidden_dim, layers, embed_dim)
+            self.u_net = mlp(x_dim + y_dim, hidden_dim, 1, layers)
+
+    @staticmethod
+    def _bounded(v, bound):
+        # The FLO term of a row is u + exp(-u + contrast), contrast = log mean_j e^{g_ij} - g_ii:
+        # the only estimator term that exponentiates both heads. ReLU networks grow linearly away
+        # from the training data, so a held-out outlier (a heavy-tailed coordinate after
+        # standardization) drives -u + contrast far past 88 and the float32 exp to inf. Bounding
+        # both caps the exponent at u_bound + 2 score_bound; u's optimum is -PMI, so u_bound must
+        # exceed the largest pointwise MI that matters.
+        return v if bound is None else bound * torch.tanh(v / bound)
+
+    def _u(self, x, y):
+        u = self.net.u(x, y) if self.critic_kind == "concat" else self.u_net(torch.cat([x, y], 1))
+        return self._bounded(u.reshape(-1), self.u_bound)
+
+    def _g(self, x, y):
+        g = self.net(x, y)[0] if self.critic_kind == "concat" else self.net(x, y)
+        return self._bounded(g, self.score_bound)
+
+    def forward(self, x, y):
+        out = flo(self._g(x, y), self._u(x, y), **self.reg)
+        return out["loss"], out["mi"]
+
+    @torch.no_grad()
+    def heldout(self, x, y) -> HeldOut:
+        block = _block(self.critic_kind, x.shape[0], self.hidden_dim)
+        per_row = flo_per_row(heldout_stats(self._g, x, y, None, block), self._u(x, y))
+
+        def value(rows):
+            return -(per_row if rows is None else per_row[rows]).mean()
+
+        return HeldOut(x.shape[0], value)
+
+
+class KnifeModel(nn.Module):
+    """KNIFE (``losses/knife.py``). ``joint=False``: I = h(Y) - h(Y | X) (official ``KNIFE``);
+    ``joint=True``: I = h(X) + h(Y) - h(X, Y) (the paper's Gaussian-MI variant, reported signed
+    here, without the official ``abs``). Per held-out sample the estimate is a log-density ratio;
+    early stopping watches the held-out log-likelihood of the fitted densities."""
+
+    def __init__(self, x_dim, y_dim, hidden_dim, joint=False, modes=32, **knife_kwargs):
+        super().__init__()
+        self.joint = joint
+        if joint:
+            self.knife = JointKNIFE(x_dim, y_dim, num_modes=modes, **knife_kwargs)
+        else:
+            # LayerNorm of a 1- or 2-wide condition is a constant or a sign (knife.py,
+            # conditioning_net): off for such x unless asked for.
+            knife_kwargs.setdefault("layer_norm", x_dim > 2)
+            # The official nets are as wide as the modelled variable (2 units for a 2-D y): too
+            # narrow to move 32 means with x; they get the critics' hidden width instead.
+            knife_kwargs.setdefault("hidden_dim", hidden_dim)
+            self.knife = KNIFE(x_dim, y_dim, modes, modes, **knife_kwargs)
+
+    def forward(self, x, y):
+        out = self.knife(x, y)
+        return out.fit_loss, out.mi.detach()
+
+    def _log_densities(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-sample log density ratio, per-sample fit log-likelihood)."""
+        k = self.knife
+        if self.joint:
+            lx, ly = k.kernel_x.log_density(x), k.kernel_y.log_density(y)
+            lxy = k.kernel_xy.log_density(torch.cat([x, y], dim=1))
+            return lxy - lx - ly, lx + ly + lxy
+        ly, ly_x = k.marginal.log_density(y), k.conditional.log_density(y, x)
+        return ly_x - ly, ly + ly_x
+
+    @torch.no_grad()
+    def heldout(self, x, y) -> HeldOut:
+        ratio, fit = self._log_densities(x, y)
+
+        def value(rows):
+            return (ratio if rows is None else ratio[rows]).mean()
+
+        return HeldOut(x.shape[0], value, monitor=fit.mean())
+
+
+ESTIMATORS = (*BOUNDS, "flo", "knife", "knife_joint")
+
+
+def build_model(name: str, x_dim: int, y_dim: int, critic, hidden_dim, layers, embed_dim, **kw):
+    """The model for estimator ``name``; ``kw`` are the estimator's own options (``clip`` for
+    smile, ``momentum`` for mine, ``reg_weight``/``reg_target``/``reg_distance`` for the ReMINE
+    regularizer, ``u_bound`` for flo, ``modes`` and KNIFE's flags for knife)."""
+    if name in BOUNDS:
+        return BoundModel(name, x_dim, y_dim, critic, hidden_dim, layers, embed_dim, **kw)
+    if name == "flo":
+        return FLOModel(x_dim, y_dim, critic, hidden_dim, layers, embed_dim, **kw)
+    if name in ("knife", "knife_joint"):
+        return KnifeModel(x_dim, y_dim, hidden_dim, joint=name == "knife_joint", **kw)
+    raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
+
+
+def log_k(n: int) -> float:
+    """InfoNCE's ceiling on a held-out set of n rows."""
+    return math.log(n)
