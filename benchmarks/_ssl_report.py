@@ -16,6 +16,7 @@ COLUMNS = [
     ("linear top-1", ("metrics", "linear_top1"), 100, 1, True),
     ("kNN k=20", ("metrics", "knn20_top1"), 100, 1, True),
     ("kNN k=200", ("metrics", "knn200_top1"), 100, 1, True),
+    ("online top-1", ("metrics", "online_top1"), 100, 1, True),
     ("eff. rank feat.", ("diagnostics", "features", "effective_rank"), 1, 1, False),
     ("cov. rank feat.", ("diagnostics", "features", "covariance_rank"), 1, 1, False),
     ("eff. rank emb.", ("diagnostics", "embeddings", "effective_rank"), 1, 1, False),
@@ -102,7 +103,7 @@ def plot(results: dict, path: Path) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharey=True)
     names = row_names(results)
-    colors = {n: _color(i, len(names)) for i, n in enumerate(names)}
+    colors = _colors(names)
     for ax, part in zip(axes, ("features", "embeddings"), strict=True):
         for name in names:
             for r in (r for r in results["runs"] if r["row"] == name):
@@ -121,15 +122,34 @@ def plot(results: dict, path: Path) -> None:
     handles = [axes[0].scatter([], [], c=[colors[n]], label=n) for n in names]
     fig.legend(handles=handles, loc="center right", fontsize=8)
     s = results["settings"]
-    fig.suptitle(f"{s['data']}, {s['backbone']}, {s['epochs']} epochs: one point per run")
+    fig.suptitle(
+        f"{s['data']}, {s['backbone'] or 'backbones from the configs'}, "
+        f"{s['epochs'] or 'config'} epochs: one point per run (hollow: collapsed, x: diverged)"
+    )
     fig.tight_layout(rect=(0, 0, 0.84, 1))
     fig.savefig(path, dpi=100)
 
 
-def _color(i: int, n: int):
+def _colors(names: list[str]) -> dict:
+    """Black for random init; each ReMINE estimator one tab20 hue, dark without the regularizer
+    and light with it; the other methods the remaining hues."""
     from matplotlib import colormaps
 
-    return colormaps["tab20"](i % 20) if n > 10 else colormaps["tab10"](i % 10)
+    tab20 = colormaps["tab20"]
+    estimators = list(
+        dict.fromkeys(n.split("/")[1].removesuffix("+reg") for n in names if "/" in n)
+    )
+    colors, other = {}, 0
+    for name in names:
+        if name == "random-init":
+            colors[name] = "black"
+        elif "/" in name:
+            hue = estimators.index(name.split("/")[1].removesuffix("+reg"))
+            colors[name] = tab20((2 * hue + name.endswith("+reg")) % 20)
+        else:
+            colors[name] = tab20((2 * (len(estimators) + other)) % 20)
+            other += 1
+    return colors
 
 
 def write_report(results: dict, out: Path) -> None:

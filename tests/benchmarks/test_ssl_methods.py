@@ -106,7 +106,7 @@ def test_tiny_run_writes_json_table_and_png_whose_cells_are_the_runs(interrupted
         cells = [c.strip("* ") for c in lines[name].split(" | ")]
         assert cells[0] == f"{100 * r['metrics']['linear_top1']:.1f}"
         assert cells[2] == f"{100 * r['metrics']['knn200_top1']:.1f}"
-        assert cells[3] == f"{r['diagnostics']['features']['effective_rank']:.1f}"
+        assert cells[4] == f"{r['diagnostics']['features']['effective_rank']:.1f}"
     png = (out / "rank_vs_accuracy.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -127,9 +127,9 @@ def test_table_is_mean_and_sample_std_over_seeds_best_in_bold_diverged_left_out(
     results = {"settings": {"rows": ["a", "b"]}, "runs": runs}
     table = report.markdown_table(results)
     # a: mean 80.0, sample std sqrt(((10)^2 + 0 + (10)^2) / 2) = 10.0; rank 4.0 +- 1.0
-    assert "| `a` | 80.0 ± 10.0 | 80.0 ± 10.0 | 80.0 ± 10.0 | 4.0 ± 1.0 | 8.0 ± 0.0 |" in table
+    assert "| `a` | 80.0 ± 10.0 | 80.0 ± 10.0 | 80.0 ± 10.0 | - | 4.0 ± 1.0 | 8.0 ± 0.0 |" in table
     # b: the diverged run is not averaged; its single run has no std; the best mean is bold
-    assert "| `b` | **95.0** | **95.0** | **95.0** | 1.0 | 8.0 |" in table
+    assert "| `b` | **95.0** | **95.0** | **95.0** | - | 1.0 | 8.0 |" in table
     assert table.rstrip().endswith("| 1 ok, 1 diverged |")
     assert "±" not in report.markdown_table(results, means_only=True)
 
