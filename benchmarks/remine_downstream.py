@@ -275,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
         "0.001; the poster does not say which)",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, help="default: the paper's (CIFAR); digits: 5 (slb), 8 (clb)")
+    p.add_argument(
+        "--epochs", type=int, help="default: the paper's (CIFAR); digits: 5 (slb), 8 (clb)"
+    )
     p.add_argument("--batch-size", type=int, help="default: the paper's (10 for 10 classes)")
     p.add_argument("--backbone", help="default: resnet18 (CIFAR), lightly:resnet-9 (digits)")
     p.add_argument("--width", type=float, default=None, help="lightly:resnet-* width")
