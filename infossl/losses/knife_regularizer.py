@@ -20,8 +20,9 @@ d^2 parameters and N M d^2 work), conditional_full_covariance (auto: only for di
 (False: tanh bounds the precision scale to [1/e, e], too narrow for embeddings of small spread),
 init_std (0.01), scale_init_from_data (True), nuisance_dim (a float nuisance's width; integer
 nuisances are one-hot with num_classes), hidden_dim (conditioning nets' width, default dim),
-layer_norm (True, as the official config) and standardize (True for knife_entropy, False for
-knife_mi; see below).
+layer_norm (True, as the official config), standardize (True for knife_entropy, False for
+knife_mi; see below) and fit_steps (1: estimator updates per encoder step; more keep a
+fast-moving encoder from exploiting a stale estimator).
 ``on`` is not used here: it tells the caller which tensor to pass.
 
 Standardization (``standardize``; default on for the entropy, off for MI): the inputs are centred
@@ -118,6 +119,9 @@ class KnifeRegularizer(nn.Module):
         self._trainable = [p for p in self.estimator.parameters() if p.requires_grad]
         for p in self._trainable:
             p.requires_grad_(False)
+        self.fit_steps = int(cfg.get("fit_steps", 1))
+        if self.fit_steps < 1:
+            raise ValueError(f"fit_steps must be >= 1, got {self.fit_steps}")
         betas = tuple(float(b) for b in cfg.get("betas", (0.5, 0.999)))
         self.optimizer = torch.optim.Adam(
             self._trainable, lr=float(cfg.get("lr", 1e-3)), betas=betas
@@ -176,7 +180,8 @@ class KnifeRegularizer(nn.Module):
             marginal = self._marginal()
             if not bool(marginal.initialized):
                 marginal.initialize(x.detach())
-            fit_loss = self.fit_step(x.detach(), condition)
+            for _ in range(self.fit_steps):
+                fit_loss = self.fit_step(x.detach(), condition)
             estimate, _, extra = self._estimate(x, condition)
         sign = -1.0 if self.direction == "maximize" else 1.0
         logs = {self.name: estimate.detach(), "knife_fit_loss": fit_loss}
