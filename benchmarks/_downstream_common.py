@@ -75,4 +75,6 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
 def fmt(mean: float, std: float, digits: int = 3) -> str:
     if math.isnan(mean):
         return "nan"
+    if abs(mean) >= 1e6:  # an exploded estimate: fixed-point digits would fill the table
+        return f"{mean:.1e} ± {std:.1e}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"

@@ -208,10 +208,12 @@ def write_table(task: str, runs: list[dict], settings: dict, out: Path) -> str:
                 cells.append(fmt(*mean_std(r[key] for r in rows)))
         for reg in (False, True):
             rows = [r for r in runs if r["loss"] == loss and r["regularized"] == reg]
-            steps = [str(r["diverged_at_step"]) for r in rows if r["diverged_at_step"]]
-            diverged.append(
-                f"{len(steps)}/{len(rows)}" + (f" (step {', '.join(steps)})" if steps else "")
-            )
+            bad = [r for r in rows if r["status"] != "finished"]
+            where = [
+                f"step {r['diverged_at_step']}" if r["diverged_at_step"] else "exploded"
+                for r in bad
+            ]
+            diverged.append(f"{len(bad)}/{len(rows)}" + (f" ({', '.join(where)})" if bad else ""))
         p = PAPER_CIFAR10[task][loss]
         lines.append(
             f"| {loss} | {' | '.join(cells)} | {' / '.join(diverged)} | {p[0]:.3f} / {p[1]:.3f} "
