@@ -37,6 +37,7 @@ from infossl.rundir import (
     clear_half_made,
     create_run_dir,
     is_launching_process,
+    refuse_existing,
     remove_stale_temporaries,
     run_dir_of_checkpoint,
     warn,
@@ -231,6 +232,8 @@ def run_training(req: TrainRequest) -> dict | None:
         _checked_checkpoint(run.checkpoint, expected_keys)
 
     if is_launching_process():
+        if req.resume is None or run.fork_of is not None:
+            refuse_existing(run.run_dir)  # before the lock, whose file would be rewritten
         # Held until this process exits (metrics.json is written after the fit, under it too);
         # the kernel drops the lock of a process that died, SIGKILL included.
         RunDirLock(run.run_dir).acquire()
