@@ -75,22 +75,30 @@ def run_dir_of_checkpoint(path: Path) -> Path | None:
     return None
 
 
+def refuse_existing(run_dir: Path) -> None:
+    """A new run (or a fork) never writes into an existing directory; say what to do instead."""
+    if not run_dir.exists():
+        return
+    if not has_checkpoint(run_dir):
+        raise RunDirError(
+            f"run directory {run_dir} already exists but holds no checkpoint (an earlier "
+            "start stopped before its first epoch ended); --resume auto starts it again "
+            "from scratch, or choose another --name"
+        )
+    raise RunDirError(
+        f"run directory {run_dir} already exists; continue it with --resume auto, "
+        "or choose another --name"
+    )
+
+
 def create_run_dir(run_dir: Path) -> None:
     """Create a fresh run directory; refuse one that exists (even if empty)."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir()  # atomic: of two runs started with one name at once, one fails here
-    except FileExistsError as err:
-        if not has_checkpoint(run_dir):
-            raise RunDirError(
-                f"run directory {run_dir} already exists but holds no checkpoint (an earlier "
-                "start stopped before its first epoch ended); --resume auto starts it again "
-                "from scratch, or choose another --name"
-            ) from err
-        raise RunDirError(
-            f"run directory {run_dir} already exists; continue it with --resume auto, "
-            "or choose another --name"
-        ) from err
+    except FileExistsError:
+        refuse_existing(run_dir)
+        raise
     checkpoint_dir(run_dir).mkdir()
 
 

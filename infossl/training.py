@@ -38,6 +38,7 @@ from infossl.rundir import (
     clear_half_made,
     create_run_dir,
     is_launching_process,
+    refuse_existing,
     remove_stale_temporaries,
     run_dir_of_checkpoint,
     warn,
@@ -308,6 +309,8 @@ def run_training(req: TrainRequest) -> dict | None:
         _check_resume_fits(method, run.checkpoint, plain)
 
     if is_launching_process():
+        if req.resume is None or run.fork_of is not None:
+            refuse_existing(run.run_dir)  # before the lock, whose file would be rewritten
         # Held until this process exits (metrics.json is written after the fit, under it too);
         # the kernel drops the lock of a process that died, SIGKILL included.
         try:
