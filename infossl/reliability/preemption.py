@@ -10,13 +10,23 @@ What pytorch-lightning 2.6 does by itself (trainer/connectors/signal_connector.p
 - SIGUSR1: handled only under SLURM with ``auto_requeue`` (the default there): Lightning saves
   ``hpc_ckpt_N.ckpt`` in ``default_root_dir``, requeues the job and restores it on restart.
 
+- Under DDP, the training loop also broadcasts rank 0's ``received_sigterm`` at the start of
+  *every* step (``_TrainingEpochLoop._broadcast_sigterm_tensor``: a broadcast and a ``.item()``,
+  i.e. a collective and a host sync per step).
+
 So this callback takes both signals over once training starts (``on_train_start`` runs after
 Lightning installed its handlers; SIGUSR1 is left to Lightning when SLURM auto-requeue owns
-it): the handler only sets a flag. At the end of every ``every_n_steps``-th training batch the
-processes agree (one all-reduce of a bool when there is more than one; any process's signal
-counts), all save ``last_path`` together (atomically, through the checkpoint I/O plugin) and all
-raise ``SIGTERMException`` at that same point, so no process waits in a collective for a peer
-that has left. ``SystemExit`` semantics: if nobody catches it the process exits with status 0.
+it): the handler only sets a flag. One process checks its flag after every step (no
+collective). Under DDP the processes agree only at the end of every ``every_n_steps``-th batch
+(the run's ``trainer.log_every_n_steps``): one all-reduce of a bool, any process's signal counts; and Lightning's per-step broadcast is
+switched off while this callback owns SIGTERM (Lightning's handler, the only thing that sets
+``received_sigterm``, is not installed then, so the broadcast could only ever send 0).
+All processes save ``last_path`` together (atomically, through the checkpoint I/O plugin) and
+all raise ``SIGTERMException`` at that same point, so no process waits in a collective for a
+peer that has left. A signal is acted on at most ``every_n_steps`` steps later (or after the
+epoch's end, whose last.ckpt covers it). ``SystemExit`` semantics: if nobody catches it the
+process exits with status 0. Cost per step, 2 CPU processes (gloo): BENCHMARKS.md
+"Preemption check under DDP" (benchmarks/preemption_sync.py).
 
 What resuming from that checkpoint guarantees (Lightning restores the loops' progress:
 ``RESTARTED_ON_TRAIN_BATCH_END``): the same epoch, batch index and global step, so the run ends
@@ -47,6 +57,10 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 
+def _no_broadcast() -> None:
+    """Stands in for Lightning's per-step SIGTERM broadcast while this callback owns SIGTERM."""
+
+
 def _slurm_requeue_owns_sigusr1(trainer: pl.Trainer) -> bool:
     environment = trainer._accelerator_connector.cluster_environment
     return isinstance(environment, SLURMEnvironment) and environment.auto_requeue
@@ -63,6 +77,7 @@ class PreemptionCheckpoint(pl.Callback):
         self.requested_by: str | None = None  # the signal's name, once one arrived
         self.saved_step: int | None = None  # global step of the checkpoint written on request
         self._previous: dict[int, object] = {}
+        self._loop = None  # the epoch loop whose per-step SIGTERM broadcast is switched off
 
     # -- signals -------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -78,6 +93,10 @@ class PreemptionCheckpoint(pl.Callback):
         for signum in signals:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._on_signal)
+        loop = trainer.fit_loop.epoch_loop
+        if trainer.world_size > 1 and hasattr(loop, "_broadcast_sigterm_tensor"):
+            loop._broadcast_sigterm_tensor = _no_broadcast  # instance attribute: undone below
+            self._loop = loop
 
     def _restore_handlers(self) -> None:
         # Runs before Lightning's own teardown restores the handlers it found, so the process
@@ -86,6 +105,9 @@ class PreemptionCheckpoint(pl.Callback):
             if signal.getsignal(signum) == self._on_signal and handler is not None:
                 signal.signal(signum, handler)
         self._previous = {}
+        if self._loop is not None:
+            vars(self._loop).pop("_broadcast_sigterm_tensor", None)
+            self._loop = None
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._restore_handlers()
@@ -95,10 +117,12 @@ class PreemptionCheckpoint(pl.Callback):
 
     # -- the step boundary ---------------------------------------------------------------------
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.saved_step is not None or (batch_idx + 1) % self.every_n_steps:
+        if self.saved_step is not None:
             return
         requested = self.requested_by is not None
         if trainer.world_size > 1:
+            if (batch_idx + 1) % self.every_n_steps:
+                return
             # Signals reach processes at different moments; saving has a barrier, so the
             # decision is taken together: any process's request stops all of them.
             requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
