@@ -8,8 +8,18 @@ import pytest
 
 from benchmarks import remine_downstream as bench
 
-TINY = ["--seeds", "0", "--epochs", "1", "--train-fraction", "0.4", "--image-size", "8",
-        "--width", "0.125"]
+TINY = [
+    "--seeds",
+    "0",
+    "--epochs",
+    "1",
+    "--train-fraction",
+    "0.4",
+    "--image-size",
+    "8",
+    "--width",
+    "0.125",
+]
 
 
 def _runs(out):

@@ -17,8 +17,10 @@ def test_supervised_sets_pick_the_true_class_logit_and_every_logit():
     sets = supervised_sets(logits, torch.tensor([2, 0]))
     assert sets.joint.tolist() == [3.0, 4.0]
     assert sorted(sets.marginal.tolist()) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    row_lse = [math.log(math.exp(1) + math.exp(2) + math.exp(3)),
-               math.log(math.exp(4) + math.exp(5) + math.exp(6))]
+    row_lse = [
+        math.log(math.exp(1) + math.exp(2) + math.exp(3)),
+        math.log(math.exp(4) + math.exp(5) + math.exp(6)),
+    ]
     assert float(sets.infonce_log_partition) == pytest.approx(np.mean(row_lse) - math.log(3))
 
 
@@ -34,8 +36,10 @@ def test_contrastive_sets_positives_are_other_samples_of_the_same_class():
         float(dots.sum() - dots.diag().sum())
     )
     # row weights = positives per row (2, 0, 2, 2): row 1 has none and does not count
-    rows = [torch.logsumexp(torch.cat([dots[i, :i], dots[i, i + 1 :]]), 0) - math.log(3)
-            for i in range(4)]
+    rows = [
+        torch.logsumexp(torch.cat([dots[i, :i], dots[i, i + 1 :]]), 0) - math.log(3)
+        for i in range(4)
+    ]
     expected_lp = (2 * rows[0] + 2 * rows[2] + 2 * rows[3]) / 6
     assert float(sets.infonce_log_partition) == pytest.approx(float(expected_lp))
 
@@ -57,8 +61,9 @@ def _official(name, dot, labels, alpha):
         return joint.mean(), torch.logsumexp(marginal, 0) - np.log(b * (b - 1))
 
     def tuba(clip, a_y):
-        j, m = (joint.clip(-clip, clip), marginal.clip(-clip, clip)) if clip > 0 else (
-            joint, marginal)
+        j, m = (
+            (joint.clip(-clip, clip), marginal.clip(-clip, clip)) if clip > 0 else (joint, marginal)
+        )
         return j.mean(), m.exp().mean() / a_y + np.log(a_y) - 1.0
 
     lme = torch.logsumexp(marginal, 0) - np.log(marginal.shape[0])
