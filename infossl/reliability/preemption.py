@@ -20,7 +20,8 @@ it): the handler only sets a flag. One process checks its flag after every step 
 collective). Under DDP the processes agree only at the end of every ``every_n_steps``-th batch
 (the run's ``trainer.log_every_n_steps``): one all-reduce of a bool, any process's signal
 counts; and Lightning's per-step broadcast is switched off while this callback owns SIGTERM
-(Lightning's handler, the only thing that sets ``received_sigterm``, is not installed then, so the broadcast could only ever send 0).
+(Lightning's handler, the only thing that sets ``received_sigterm``, is not installed then,
+so the broadcast could only ever send 0).
 All processes save ``last_path`` together (atomically, through the checkpoint I/O plugin) and
 all raise ``SIGTERMException`` at that same point, so no process waits in a collective for a
 peer that has left. A signal is acted on at most ``every_n_steps`` steps later (or after the
