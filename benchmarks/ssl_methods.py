@@ -149,7 +149,7 @@ def train_argv(args, row: Row, seed: int, run_root: Path, name: str, resume: boo
 
 def check_inputs(args, rows: list[Row]) -> None:
     """Resolve every row's config as train.py would, so bad input fails before any run."""
-    import train
+    from infossl import cli_train as train
     from infossl.data.datasets import build_dataset
     from infossl.training import TrainRequest, _resolve
 
@@ -259,8 +259,8 @@ def dim(cfg: dict) -> int:
 
 def run_one(args, row: Row | None, seed: int, baseline_ckpt: Path | None) -> dict:
     """Pretrain (unless random-init) and evaluate one (row, seed); never raises on a bad run."""
-    import eval_linear
-    import train
+    from infossl import cli_eval as eval_linear
+    from infossl import cli_train as train
     from infossl.eval.diagnostics import is_collapsed
     from infossl.reliability.nonfinite import NonFiniteLossError
 

@@ -267,6 +267,7 @@ class LinearEval:
     augment: Literal["none", "crop-flip"]
     knn_k: Annotated[list[Count], Len(min=1)]
     knn_temperature: Annotated[float, Gt(0)]
+    embedding_map_points: Count
     num_workers: Annotated[int, Ge(0)] | Literal["auto"]
     precision: Literal["auto", "32", "16-mixed", "bf16-mixed", 32]
     seed: Seed

@@ -53,6 +53,11 @@ from infossl.speed import apply_to_model, resolve_speed
 DEFAULT_DATA = "cifar10"  # the papers' benchmark; the offline demo passes --data digits
 
 
+# One lock per run directory and process, kept until the process exits: a second run of the
+# same directory from this process (a benchmark resuming in-process) reuses it.
+_HELD_LOCKS: dict[Path, RunDirLock] = {}
+
+
 @dataclass
 class TrainRequest:
     method: str | None
@@ -314,7 +319,7 @@ def run_training(req: TrainRequest) -> dict | None:
         # Held until this process exits (metrics.json is written after the fit, under it too);
         # the kernel drops the lock of a process that died, SIGKILL included.
         try:
-            RunDirLock(run.run_dir).acquire()
+            _HELD_LOCKS.setdefault(run.run_dir.resolve(), RunDirLock(run.run_dir)).acquire()
             checkpoint = _open_run_dir(run, req.resume, expected_keys)
             write_config(run.run_dir, cfg, resuming=run.run_dir.joinpath("config.yaml").is_file())
         except OSError as err:
