@@ -321,6 +321,8 @@ def run_training(req: TrainRequest) -> dict | None:
         try:
             _HELD_LOCKS.setdefault(run.run_dir.resolve(), RunDirLock(run.run_dir)).acquire()
             checkpoint = _open_run_dir(run, req.resume, expected_keys)
+            if checkpoint is not None and checkpoint != run.checkpoint:
+                _check_resume_fits(method, checkpoint, plain)  # --resume auto chose it here
             write_config(run.run_dir, cfg, resuming=run.run_dir.joinpath("config.yaml").is_file())
         except OSError as err:
             if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
