@@ -4,7 +4,6 @@ tolerances, the tolerance catching a loss that lets autocast run its logits in h
 the device-restricted sync probe, the bit-exact checkpoint comparison, and the GPU runs'
 train.py arguments resolving to the settings they are meant to test."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -136,9 +135,7 @@ def test_state_dict_differences_require_bit_identical_tensors():
 def test_the_gpu_runs_arguments_resolve_to_the_settings_they_test(tmp_path):
     """What tests/gpu/test_cuda_training.py passes to train.py, parsed and resolved as train.py
     does (up to the device): bf16, GPU augmentation, NHWC, deterministic kernels, every method."""
-    spec = importlib.util.spec_from_file_location("train_cli", ROOT / "train.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    from infossl import cli_train as cli
     from infossl import config as C
     from infossl.runtime import DeviceError, resolve_devices
     from infossl.speed import resolve_speed

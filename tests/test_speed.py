@@ -146,6 +146,7 @@ def test_a_steps_tensor_code_never_syncs_the_host(method_name):
 
 class _Training:
     training = True
+    num_devices = 1
 
 
 def test_gpu_augmentation_is_wired_into_the_data_module():
