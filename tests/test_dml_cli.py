@@ -68,7 +68,7 @@ def test_dml_ce_logs_the_mi_lower_bound_rising_towards_h_y(runs):
 def test_bad_metric_learning_input_is_one_line(tmp_path):
     assert_one_line_error(
         train(tmp_path, "x", "--method", "dml-pairwise", "loss.name=pce"),
-        "pairwise cross-entropy is not implemented",
+        "pairwise cross-entropy (loss.name=pce) is not implemented",
     )
     assert_one_line_error(
         train(tmp_path, "x", "--method", "infonce", "data.class_split=true"), "class_split"

@@ -52,7 +52,7 @@ def test_pretraining_beats_random_init_and_outputs_are_labelled(pretrained):
     assert "eval/digits/offline_linear_probe/top1" in scalars
     assert "eval/digits/kNN_k20/top1" in scalars
     # The 2-D map of the 360 validation features and the projector, one label per point.
-    assert (pretrained / "eval" / "digits_linear_embedding_pca.png").is_file()
+    assert (pretrained / "eval" / "digits_linear_last_embedding_pca.png").is_file()
     assert (pretrained / "eval" / "digits_linear_random_init_embedding_pca.png").is_file()
     assert trained["embedding_maps"]["projector_points"] == trained["num_val"] == 360
     step = f"{trained['pretraining_step']:05d}"

@@ -61,7 +61,7 @@ def test_knife_entropy_regularizer_fits_its_estimator_every_step_and_logs_its_va
 @pytest.mark.parametrize(
     ("override", "needle"),
     [
-        ("regularizers=[{name: knife_entrpy}]", "unknown regularizer 'knife_entrpy'"),
+        ("regularizers=[{name: knife_entrpy}]", "name='knife_entrpy' is not valid"),
         ("regularizers=[{name: knife_mi, on: features}]", "needs num_classes"),
         ("regularizers=[{name: knife_entropy, on: logits}]", "on='logits'"),
     ],

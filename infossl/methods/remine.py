@@ -44,7 +44,7 @@ def estimator_kwargs(loss: dict) -> dict:
 @dataclass
 class ReMINELossRules:
     # infossl/losses/ssl_mi.py ESTIMATORS (a test checks the two lists agree)
-    estimator: Literal["mine", "smile", "infonce", "nwj", "tuba", "js"]
+    estimator: Literal["dv", "mine", "smile", "infonce", "nwj", "tuba", "js"]
     reg_weight: Annotated[float, Ge(0)]
     reg_distance: Literal["squared", "absolute"]
     temperature: Annotated[float, Gt(0)]
