@@ -56,7 +56,7 @@ def test_pretraining_beats_random_init_and_outputs_are_labelled(pretrained):
     assert (pretrained / "eval" / "digits_linear_random_init_embedding_pca.png").is_file()
     assert trained["embedding_maps"]["projector_points"] == trained["num_val"] == 360
     step = f"{trained['pretraining_step']:05d}"
-    labels = (pretrained / step / "digits_linear_val_features" / "metadata.tsv").read_text()
+    labels = (pretrained / step / "digits_linear_last_val_features" / "metadata.tsv").read_text()
     assert sorted(set(labels.split())) == [str(c) for c in range(10)]
     assert len(labels.splitlines()) == 360
     assert "projector_points" not in random["embedding_maps"]  # random init: no TensorBoard
