@@ -11,7 +11,7 @@ validation backbone features; the same two ranks of the projector embeddings are
     python benchmarks/ssl_methods.py --data cifar10 --gpus 1 --data-dir ~/data --seeds 0 \
         --out runs/ssl_methods_cifar10      # the papers' backbones and epochs (configs)
 
-``--methods`` takes ``infonce``, ``corinfomax``, ``flo``, ``remine`` (its six estimators, each
+``--methods`` takes ``infonce``, ``corinfomax``, ``flo``, ``remine`` (its seven estimators, each
 with and without the regularizer) or one ReMINE row: ``remine/ESTIMATOR`` (``loss.reg_weight=0``)
 or ``remine/ESTIMATOR+reg`` (the regularizer weight of configs/methods/remine.yaml).
 
@@ -41,7 +41,10 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from infossl.cli import ArgumentParser, UserError, run_cli  # noqa: E402
 
-ESTIMATORS = ("mine", "smile", "infonce", "nwj", "tuba", "js")  # infossl.losses.mi_bounds
+# ReMINE's six losses (MINE, SMILE, InfoNCE, NWJ, TUBA, JS). Its contrastive code's "MINE" is the
+# in-batch DV bound (experiments_self_contrastive.py, remine = DV + regularizer); Belghazi's
+# moving-average MINE is the extra `mine` row.
+ESTIMATORS = ("dv", "mine", "smile", "infonce", "nwj", "tuba", "js")  # infossl.losses.mi_bounds
 SIMPLE_METHODS = ("infonce", "corinfomax", "flo")
 RANDOM_INIT = "random-init"
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""Run directories: ``<run-dir>/<name>/`` with config.yaml, checkpoints/, events, metrics.json.
+"""Run directories: ``<run-dir>/<name>/`` with config.yaml, checkpoints/, events, metrics.json
+and backbone.pt, and the format version stamped in every checkpoint.
 
 Nothing here ever overwrites another run: a new run refuses an existing directory, only the
 launching process (global rank 0) creates or writes anything, and it does so holding the run's
@@ -30,8 +31,35 @@ def is_launching_process() -> bool:
     return global_rank == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
+# Stamped in every training checkpoint (``methods.base.BaseMethod.on_save_checkpoint``) so a
+# reader can tell which layout it holds; checkpoints without the key predate the stamp.
+CHECKPOINT_FORMAT_KEY = "infossl_format_version"
+CHECKPOINT_FORMAT_VERSION = 1
+BACKBONE_FILE = "backbone.pt"
+
+
 def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return checkpoint_dir(run_dir) / "last.ckpt"
+
+
+def export_backbone(run_dir: Path, backbone) -> Path:
+    """Write the trained backbone alone as a plain ``state_dict`` (as VICReg ships
+    ``resnet50.pth``): CPU tensors in the standard memory layout, no InfoSSL prefix, so a user
+    loads it into the torchvision / timm / lightly model without InfoSSL."""
+    from infossl.reliability.checkpoint_io import atomic_torch_save  # torch: only when writing
+
+    state = {
+        # torch.compile wraps the module: its keys gain "_orig_mod.", which a plain model lacks.
+        key.replace("_orig_mod.", ""): value.detach().cpu().contiguous()
+        for key, value in backbone.state_dict().items()
+    }
+    path = run_dir / BACKBONE_FILE
+    atomic_torch_save(state, path)
+    return path
 
 
 def warn(message: str) -> None:

@@ -37,7 +37,9 @@ from infossl.rundir import (
     checkpoint_dir,
     clear_half_made,
     create_run_dir,
+    export_backbone,
     is_launching_process,
+    last_checkpoint,
     refuse_existing,
     remove_stale_temporaries,
     run_dir_of_checkpoint,
@@ -268,7 +270,7 @@ def _callbacks(cfg: dict, run_dir: Path) -> list:
         save_last=False,
     )
     # last.ckpt after every epoch, the numbered ones every checkpoint.every_n_epochs.
-    last = LastCheckpointEveryEpoch(checkpoint_dir(run_dir) / "last.ckpt")
+    last = LastCheckpointEveryEpoch(last_checkpoint(run_dir))
     callbacks = [
         checkpoints,
         last,
@@ -276,9 +278,7 @@ def _callbacks(cfg: dict, run_dir: Path) -> list:
         Throughput(),
         TQDMProgressBar(refresh_rate=10),
         # Under DDP the processes agree on a signal at logging steps (one all-reduce each).
-        PreemptionCheckpoint(
-            checkpoint_dir(run_dir) / "last.ckpt", cfg["trainer"]["log_every_n_steps"]
-        ),
+        PreemptionCheckpoint(last_checkpoint(run_dir), cfg["trainer"]["log_every_n_steps"]),
     ]
     if cfg["data"]["name"] == "folder":
         callbacks.append(BadImageCounter())
@@ -342,7 +342,7 @@ def run_training(req: TrainRequest) -> dict | None:
 
 
 def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | None:
-    last = checkpoint_dir(run.run_dir) / "last.ckpt"
+    last = last_checkpoint(run.run_dir)
     method.nonfinite_guard.last_checkpoint = lambda: str(last) if last.is_file() else None
     t = plain["trainer"]
     trainer = pl.Trainer(
@@ -388,6 +388,7 @@ def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | N
     skipped_images = counter.total(trainer) if counter else 0
     if not trainer.is_global_zero:
         return None
+    backbone_file = export_backbone(run.run_dir, method.backbone)
     if status == "preempted":
         print(
             f"preempted: saved {last} at step {preemption.saved_step}; continue with --resume auto"
@@ -410,6 +411,7 @@ def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | N
         "precision": devices["precision"],
         "speed": speed,
         "resumed_from": str(checkpoint) if checkpoint else None,
+        "backbone_file": str(backbone_file),
         "status": status,
         "nonfinite_skipped": method.nonfinite_guard.skipped,
         "skipped_images": skipped_images,

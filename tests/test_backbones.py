@@ -49,3 +49,23 @@ def test_timm_resnet_gets_the_cifar_stem():
 def test_unknown_names_are_backbone_errors(name):
     with pytest.raises(BackboneError):
         build_backbone(name, image_size=32)
+
+
+def test_exported_backbone_loads_into_a_plain_torchvision_resnet(tmp_path):
+    """backbone.pt is what a user without InfoSSL loads: torchvision's resnet18 with the CIFAR
+    stem swapped by hand, strict keys, same features."""
+    import torchvision
+
+    from infossl.rundir import export_backbone
+
+    torch.manual_seed(0)
+    ours, _ = build_backbone("resnet18", image_size=32)
+    ours = ours.to(memory_format=torch.channels_last).eval()  # as training stores it
+    export_backbone(tmp_path, ours)
+    plain = torchvision.models.resnet18(weights=None)
+    plain.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    plain.maxpool, plain.fc = nn.Identity(), nn.Identity()
+    plain.load_state_dict(torch.load(tmp_path / "backbone.pt", weights_only=True), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(plain.eval()(x), ours(x), atol=1e-5)

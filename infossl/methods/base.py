@@ -31,6 +31,7 @@ from infossl.errors import ConfigError
 from infossl.losses.knife_regularizer import NAMES as KNIFE_NAMES
 from infossl.losses.knife_regularizer import KnifeRegularizer
 from infossl.reliability.nonfinite import NonFiniteGuard
+from infossl.rundir import CHECKPOINT_FORMAT_KEY, CHECKPOINT_FORMAT_VERSION
 
 # Modules trained by their own optimizer (or not at all) and so kept out of the main one.
 _OWN_OPTIMIZER = ("online_probe", "regularizers", "val_accuracy")
@@ -206,6 +207,7 @@ class BaseMethod(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         self.nonfinite_guard.raise_if_recorded()  # never save the weights of a NaN update
+        checkpoint[CHECKPOINT_FORMAT_KEY] = CHECKPOINT_FORMAT_VERSION
 
     def on_train_end(self):
         self.nonfinite_guard.raise_if_recorded()
