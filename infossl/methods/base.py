@@ -20,6 +20,7 @@ from lightly.models.modules.heads import ProjectionHead
 from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import CosineWarmupScheduler
+from pytorch_lightning.loggers import TensorBoardLogger
 from torchmetrics.classification import MulticlassAccuracy
 
 from infossl.backbones import build_backbone
@@ -34,6 +35,19 @@ from infossl.reliability.nonfinite import NonFiniteGuard
 
 # Modules trained by their own optimizer (or not at all) and so kept out of the main one.
 _OWN_OPTIMIZER = ("online_probe", "regularizers", "val_accuracy")
+
+# An InfoNCE-type estimate cannot exceed log K, K the candidates each positive competes with
+# (van den Oord et al. 2018; Poole et al. 2019): logged beside the estimate and drawn
+# with it on one TensorBoard chart (the "Custom Scalars" tab).
+MI_CEILING_TAG = "train/mi_ceiling_log_k"
+MI_CHART_LAYOUT = {
+    "MI": {
+        "train/mi_estimate vs its ceiling log K": [
+            "Multiline",
+            ["train/mi_estimate", MI_CEILING_TAG],
+        ]
+    }
+}
 
 
 def mlp_projector(
@@ -140,6 +154,11 @@ class BaseMethod(pl.LightningModule):
         """Return a dict with ``loss`` and any named terms (logged as ``train/<name>``)."""
         raise NotImplementedError  # pragma: no cover - every method overrides it
 
+    def mi_ceiling(self, global_batch: int) -> float | None:
+        """log K, the most ``train/mi_estimate`` can read with ``global_batch`` pairs in the
+        gathered batch (InfoNCE-type bounds); None where the estimate has no such cap."""
+        return None
+
     # ---- shared training logic --------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)
@@ -176,6 +195,10 @@ class BaseMethod(pl.LightningModule):
             guard.record(loss, logs, self.global_step)
         if logging_step(self.trainer):
             logs["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+            # A Python float from the batch shape: no host sync (gather_cat needs equal shapes).
+            ceiling = self.mi_ceiling(views[0].shape[0] * self.trainer.world_size)
+            if ceiling is not None:
+                logs[MI_CEILING_TAG] = ceiling
             self.log_dict(logs, on_step=True, on_epoch=False)
             self.log("loss", loss.detach(), prog_bar=True, logger=False)
         return loss + probe_loss
@@ -195,6 +218,14 @@ class BaseMethod(pl.LightningModule):
         correct = (logits.argmax(1) == labels) & labelled
         logs["train/online_top1"] = correct.sum() / count
         return probe_loss
+
+    def on_fit_start(self):
+        # The estimate and its ceiling on one chart (written once per fit, by global rank 0).
+        if self.mi_ceiling(self.global_batch_size()) is None:
+            return
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_custom_scalars(MI_CHART_LAYOUT)
 
     # The non-finite guard's device flag is read where the host waits anyway or must know.
     def on_train_batch_end(self, outputs, batch, batch_idx):

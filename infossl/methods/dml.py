@@ -172,6 +172,7 @@ class DMLCrossEntropy(DMLMethod):
         self.h_y = uniform_label_entropy(num_classes)
 
     def on_fit_start(self):
+        super().on_fit_start()
         datamodule = getattr(self.trainer, "datamodule", None)
         counts = datamodule.train_label_counts() if datamodule is not None else None
         if counts is not None and int(counts.sum()) > 0:

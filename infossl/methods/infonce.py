@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -25,3 +26,7 @@ class InfoNCE(BaseMethod):
     def loss_terms(self, features, embeddings, labels):
         z1, z2 = embeddings
         return self.criterion(z1, z2)
+
+    def mi_ceiling(self, global_batch: int) -> float:
+        # NT-Xent: each anchor's positive competes with 2N - 2 negatives, K = 2N - 1.
+        return math.log(2 * global_batch - 1)
