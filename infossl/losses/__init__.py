@@ -1,13 +1,13 @@
 """Loss functions: plain tensor code, no Lightning. One file per family.
 
 Self-supervised losses on two views (N x D embeddings each; under DDP they gather the global
-batch with gradients): :class:`CorInfoMaxLoss`, :class:`InfoNCELoss`, :class:`FLOSSLLoss`,
-:class:`ReMINESSLLoss` and their functional forms. MI bounds on a critic score matrix
-(``scores[i, j] = T(x_i, y_j)``, diagonal = joint pairs): the functions ``infonce``, ``dv``,
-``mine``, ``nwj``, ``tuba``, ``js`` and ``smile`` of ``infossl.losses.mi_bounds`` (not
-re-exported here: ``infonce`` and ``flo`` are also module names), :class:`MIBoundLoss` holding
-one of them, and ``infossl.losses.flo.flo``. Critics, KNIFE densities, the metric-learning
-losses and ReMINE's set losses complete the list in ``__all__``.
+batch with gradients): :class:`CorInfoMaxLoss`, :class:`InfoNCELoss`, :class:`FLOSSLLoss` and
+:class:`ReMINESSLLoss`, with the functional forms of the last three. MI bounds on a critic score
+matrix (``scores[i, j] = T(x_i, y_j)``, diagonal = joint pairs): the functions ``infonce``,
+``dv``, ``mine``, ``nwj``, ``tuba``, ``js`` and ``smile`` of ``infossl.losses.mi_bounds`` and
+``infossl.losses.flo.flo`` (not re-exported here: ``infonce`` and ``flo`` are also module names),
+and :class:`MIBoundLoss` holding one of them. Critics, KNIFE densities and the metric-learning
+losses complete ``__all__``; ReMINE's downstream set losses are in ``infossl.losses.mi_sets``.
 
 Importing this package is cheap: a name loads its module on first use (PEP 562).
 """
@@ -18,8 +18,6 @@ import importlib
 
 _WHERE = {
     "CorInfoMaxLoss": "corinfomax",
-    "corinfomax_step": "corinfomax",
-    "CovState": "corinfomax",
     "InfoNCELoss": "infonce",
     "nt_xent_terms": "infonce",
     "FLOSSLLoss": "ssl_mi",
@@ -41,10 +39,6 @@ _WHERE = {
     "smooth_cross_entropy": "dml_ce",
     "mi_lower_bound": "dml_ce",
     "PairwiseLoss": "pairwise",
-    "ScoreSets": "mi_sets",
-    "supervised_sets": "mi_sets",
-    "contrastive_sets": "mi_sets",
-    "set_loss": "mi_sets",
 }
 
 __all__ = list(_WHERE)

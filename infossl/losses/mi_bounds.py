@@ -47,10 +47,19 @@ REG_DISTANCES = ("squared", "absolute")
 
 @dataclass
 class RowStats:
-    """Per-row sufficient statistics of (a row block of) a K x K score matrix; shape (rows,).
+    """Per-row sufficient statistics of (a row block of) a K x K score matrix.
 
-    ``num_cols`` is K. Rows of different processes concatenate into the statistics of the full
-    matrix, which is why the SSL losses gather these instead of the scores.
+    Every bound of this module needs only these (Poole et al. 2019; Song & Ermon 2020). Rows of
+    different processes concatenate into the statistics of the full matrix, which is why the SSL
+    losses gather these instead of the scores.
+
+    Attributes:
+        diag: (rows,) T(x_i, y_i).
+        offdiag_lse: (rows,) logsumexp over j != i of T(x_i, y_j).
+        offdiag_softplus: (rows,) sum over j != i of softplus(T(x_i, y_j)), for the JS bound.
+        clipped_offdiag_lse: the same log-sum-exp of scores clipped to [-clip, clip], or None.
+        clip: that clip level, or None.
+        num_cols: K.
     """
 
     diag: torch.Tensor  # T(x_i, y_i)
@@ -78,8 +87,17 @@ def row_statistics(
 ) -> RowStats:
     """Statistics of an (n, K) row block whose row i has its joint pair in column diag_offset + i.
 
-    For the full K x K matrix use ``diag_offset=0``. The log-sum-exps run in at least float32
-    outside autocast: with scores of O(10) the exp in bf16 loses the negatives' differences.
+    The log-sum-exps run in at least float32 outside autocast: with scores of O(10) the exp in
+    bf16 loses the negatives' differences.
+
+    Args:
+        scores: (n, K) critic scores; the full K x K matrix or one process's rows of it.
+        diag_offset: column of row 0's joint pair (0 for the full matrix).
+        clip: also compute the log-sum-exp of scores clipped to [-clip, clip] (SMILE, clipped
+            NWJ/TUBA); None skips it.
+
+    Returns:
+        :class:`RowStats` of the block.
     """
     with torch.autocast(device_type=scores.device.type, enabled=False):
         s = scores.to(torch.promote_types(scores.dtype, torch.float32))
@@ -98,6 +116,16 @@ def row_statistics(
 
 @dataclass
 class MIBoundOutput:
+    """What every bound of this module returns.
+
+    Attributes:
+        loss: the number to minimize, -objective + lambda * d(log_partition, C) (with gradient).
+        mi: the unregularized MI estimate in nats (detached).
+        joint_term: E_P[T] (detached).
+        log_partition: the term the ReMINE regularizer acts on for this estimator (detached).
+        state: MINE's updated moving average, else None.
+    """
+
     loss: torch.Tensor  # minimize this: -training objective + lambda * d(log_partition, C)
     mi: torch.Tensor  # unregularized MI estimate (detached)
     joint_term: torch.Tensor  # E_P[T] (detached)
@@ -356,12 +384,22 @@ def stats_clip(estimator: str, estimator_kwargs: dict) -> float | None:
 
 
 class MIBoundLoss(torch.nn.Module):
-    """An estimator's hyper-parameters and state; ``forward(scores_or_stats)`` -> MIBoundOutput.
+    """One MI bound with its hyper-parameters and state; ``forward(scores)`` -> MIBoundOutput.
 
-    MINE's moving average is the float64 buffer ``ema`` (so it is checkpointed); it is updated
-    only in training mode. Extra keyword arguments go to the estimator (``clip``, ``objective``,
-    ``clip_joint`` for smile, ``clip`` for nwj/tuba, ``momentum`` for mine); ``log_baseline`` for
-    tuba is a forward argument.
+    The bounds are this module's functions (InfoNCE, DV, MINE, NWJ, TUBA, JS, SMILE; Poole et al.
+    2019, google-research/google-research ``vbmi/vbmi_demo.ipynb``; Song & Ermon 2020,
+    ermongroup/smile-mi-estimator ``estimators.py``) with the ReMINE regularizer (Choi & Lee,
+    UAI 2022). MINE's moving average is the float64 buffer ``ema`` (so it is checkpointed); it
+    is updated only in training mode. ``forward`` takes a K x K score matrix (diagonal = joint
+    pairs) or its :class:`RowStats`; ``log_baseline`` for tuba is a forward argument.
+
+    Args:
+        estimator: infonce, dv, mine, nwj, tuba, js or smile.
+        reg_weight: lambda of the regularizer lambda * d(log_partition, C); 0 turns it off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's) or "absolute".
+        **estimator_kwargs: the estimator's options: ``clip``, ``objective``, ``clip_joint``
+            (smile), ``clip`` (nwj, tuba), ``momentum`` (mine).
     """
 
     def __init__(
