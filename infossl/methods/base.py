@@ -77,6 +77,19 @@ def build_regularizer(spec: dict, dim: int) -> nn.Module:
 
 
 class BaseMethod(pl.LightningModule):
+    """The LightningModule every method extends: backbone -> projector -> ``loss_terms``.
+
+    Adds an online linear probe on detached features (``val/online_top1``), the optimizer
+    (SGD, LARS or AdamW; lr scaled by global batch / 256, Goyal et al. 2017) with a warm-up
+    cosine schedule stepped per optimizer step, the config's KNIFE regularizers and the
+    non-finite-loss guard. A subclass implements ``loss_terms`` (and may override
+    ``build_projector`` and ``mi_ceiling``).
+
+    Args:
+        cfg: a resolved config (``infossl.config``: base.yaml < data < method < flags).
+        num_classes: classes of the labelled training data (None: unlabelled).
+    """
+
     # Stricter rules (a dataclass in infossl/config_schema.py's vocabulary) for keys of the
     # method's ``loss`` section than their types in configs/methods/<method>.yaml.
     LOSS_RULES: type | None = None

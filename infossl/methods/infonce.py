@@ -17,6 +17,16 @@ class InfoNCELossRules:
 
 
 class InfoNCE(BaseMethod):
+    """``--method infonce``: SimCLR's NT-Xent between two views (Chen et al. 2020).
+
+    google-research/simclr (``objective.py``), negatives gathered from every process as lightly's
+    ``NTXentLoss(gather_distributed=True)``; see :class:`infossl.losses.InfoNCELoss`.
+
+    Args:
+        cfg: a resolved config (``infossl.config``: base.yaml < data < method < flags).
+        num_classes: classes of the labelled training data (None: unlabelled).
+    """
+
     LOSS_RULES = InfoNCELossRules
 
     def __init__(self, cfg: dict, num_classes: int | None):

@@ -52,6 +52,17 @@ class ReMINELossRules:
 
 
 class ReMINE(BaseMethod):
+    """``--method remine``: a (ReMINE-regularized) MI bound between two views (Choi & Lee, UAI
+    2022).
+
+    Siyeong-Lee/Deconstructing-MINE (``experiments_self_contrastive.py``); see
+    :class:`infossl.losses.ReMINESSLLoss`.
+
+    Args:
+        cfg: a resolved config (``infossl.config``: base.yaml < data < method < flags).
+        num_classes: classes of the labelled training data (None: unlabelled).
+    """
+
     LOSS_RULES = ReMINELossRules
 
     def __init__(self, cfg: dict, num_classes: int | None):
