@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
 
 import pytest
+from train_helpers import ROOT
 
 PACKAGES = (
     "infossl",
@@ -59,6 +62,18 @@ def test_the_api_lists_the_user_facing_names_and_not_the_dead_code():
     assert {"CorInfoMaxLoss", "FLOSSLLoss", "ReMINESSLLoss", "MIBoundLoss", "estimate"} <= names
     assert {"METHODS", "SSLDataModule", "knn_top1", "load_checkpoint_safely"} <= names
     assert not names & NOT_PUBLIC
+
+
+def test_importing_the_packages_is_cheap_until_a_name_is_used():
+    code = (
+        "import sys, infossl, infossl.losses, infossl.mi, infossl.eval, infossl.data, "
+        "infossl.reliability; print('torch' in sys.modules); infossl.losses.CorInfoMaxLoss; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]
 
 
 @pytest.mark.parametrize(("package", "name"), public_names())
