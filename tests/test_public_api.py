@@ -101,3 +101,13 @@ def test_every_public_name_imports_and_is_documented(package, name):
             assert "\nReturns:\n" in doc, f"{package}.{name}: no Returns: section"
     for local in ("methods.md", "/work/", "shared/reference"):
         assert local not in doc, f"{package}.{name} cites a local file ({local})"
+
+
+def test_the_bounds_named_by_module_path_are_documented_in_the_same_style():
+    # infonce and flo are also module names, so these are public as infossl.losses.mi_bounds.*
+    # and infossl.losses.flo.flo (README "Use the losses in your own code").
+    from infossl.losses import flo, mi_bounds
+
+    for fn in [*mi_bounds.ESTIMATORS.values(), flo.flo]:
+        doc = inspect.getdoc(fn)
+        assert "\nArgs:\n" in doc and "\nReturns:\n" in doc, fn.__name__

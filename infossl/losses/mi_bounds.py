@@ -179,6 +179,15 @@ def infonce(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> M
     The row sum includes the positive (Poole's ``infonce_lower_bound``). ReInfoNCE regularizes the
     mean row-wise log-mean-exp (``experiments_self_contrastive.py: _infonce``; there over the
     off-diagonal row, here over the full row our bound uses).
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores)
     row_lme = torch.logaddexp(st.offdiag_lse, st.diag) - math.log(st.num_cols)
@@ -190,7 +199,17 @@ def infonce(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> M
 
 def dv(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoundOutput:
     """Donsker-Varadhan: E_P[T] - log E_Q[e^T] with the in-batch E_Q (ReMINE's ``mine_lower_bound``,
-    SMILE's ``dv_upper_lower_bound``); regularized it is ReMINE (``imine_lower_bound``)."""
+    SMILE's ``dv_upper_lower_bound``); regularized it is ReMINE (``imine_lower_bound``).
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
+    """
     st = _stats(scores)
     joint = st.diag.mean()
     log_partition = _lme_offdiag(st.offdiag_lse, st.num_cols)
@@ -214,6 +233,17 @@ def mine(
     (new held constant). ``ema=None`` starts from 1.0 as SMILE does. The updated average comes
     back in ``state`` (float64); pass it in at the next step. (SMILE's function returns Z_batch
     instead of the new average, which makes its "EMA" one step long; we carry the average.)
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        ema: the moving average returned as ``state`` at the previous step (None: 1.0).
+        momentum: weight of the previous average.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores)
     joint = st.diag.mean()
@@ -256,6 +286,17 @@ def tuba(
     ``clip``: the value uses scores clipped to [-clip, clip] (ReMINE's ReTUBA, clip 10: TF
     ``experiments.py: retuba_lower_bound``, PyTorch ``experiments_self_contrastive.py: _tuba``);
     the regularized log-partition stays unclipped, as there. None (Poole): no clip.
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        log_baseline: (rows,) log a(x_i); None is a = 1.
+        clip: clip the scores in the value to [-clip, clip] (None: no clip).
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores, clip)
     diag, lse = _clipped(st, clip)
@@ -277,6 +318,16 @@ def nwj(
     At NWJ's optimum log E_Q[e^T] = 1, so the poster's d(E_Q[e^{T-1}], 1) is ``reg_target=1`` here;
     the official code's target is 0. ``clip`` as in :func:`tuba` (ReMINE's ReNWJ: 10, joint and
     marginal scores clipped inside the value, ``renwj_lower_bound`` = ``retuba`` with a_y = e).
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        clip: clip the scores in the value to [-clip, clip] (None: no clip).
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores, clip)
     diag, lse = _clipped(st, clip)
@@ -298,6 +349,15 @@ def js(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoun
 
     ReJS regularizes JS's marginal term E_Q[softplus(T)] (``rejs``), so that is ``log_partition``
     here; the official target b is 0 on the Gaussian benchmark, 1 in the real-data scripts.
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores)
     train, marginal = _js_fgan(st)
@@ -331,6 +391,18 @@ def smile(
     ``clip_joint=True`` also clips E_P[T] (ReMINE's PyTorch ``experiments_self_contrastive.py:
     _smile``); the TF Gaussian code and Song & Ermon do not. tau = 5 is ``MINE/losses.py``'s default
     and one of Song & Ermon's {1, 5, inf}; ReMINE's official runs use 10.
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        clip: tau (None: infinity, the value is then DV).
+        objective: "js" or "dv", what trains the critic.
+        clip_joint: clip E_P[T] too.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     if objective not in SMILE_OBJECTIVES:
         raise ValueError(f"smile objective must be one of {SMILE_OBJECTIVES}, got {objective!r}")
