@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "collapse_report": "diagnostics",
     "effective_rank": "diagnostics",
     "covariance_rank": "diagnostics",
     "alignment": "diagnostics",

@@ -178,19 +178,9 @@ def collapse_report(
     embeddings_view2: torch.Tensor | None = None,
     features_view2: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Every collapse diagnostic of a representation, as TensorBoard's ``diag/`` group logs it.
-
-    Args:
-        features: (N, D) backbone features.
-        embeddings: (N, D') projector embeddings of the same images.
-        embeddings_view2: embeddings of a second view (adds ``alignment``).
-        features_view2: features of a second view (adds ``alignment``).
-
-    Returns:
-        dict of ``features/<metric>`` and ``embeddings/<metric>``, ``<metric>`` one of
-        covariance_rank, effective_rank, std_l2_normalized (lightly's), uniformity, and
-        alignment where the second view is given.
-    """
+    """``features/<metric>`` and ``embeddings/<metric>`` (metrics above), for TensorBoard's
+    ``diag/`` group. ``<metric>`` is one of covariance_rank, effective_rank, std_l2_normalized,
+    uniformity, and alignment where the second view is given."""
     report = {f"features/{k}": v for k, v in metrics(features, features_view2).items()}
     report.update({f"embeddings/{k}": v for k, v in metrics(embeddings, embeddings_view2).items()})
     return report
