@@ -41,8 +41,18 @@ def _fixed_subset(dataset, fraction_or_count: float, seed: int):
 
 
 class SSLDataModule(pl.LightningDataModule):
+    """The training views and the labelled validation images of a resolved config's ``data``.
+
+    Training items are the configured views of each image (``data.views``, made on the CPU by
+    torchvision or on the device by :class:`GPUMultiViewAugment`), drawn in an order and with
+    augmentations seeded by (seed, epoch) alone, so a resumed run sees the same batches.
+
+    Args:
+        cfg: a resolved config (``infossl.config``); reads ``data``, ``seed`` and the loader keys.
+        speed: ``infossl.speed.resolve_speed(cfg, accelerator)`` (CPU values if None).
+    """
+
     def __init__(self, cfg: dict, speed: dict | None = None):
-        """``speed``: ``infossl.speed.resolve_speed(cfg, accelerator)`` (CPU values if None)."""
         super().__init__()
         self.cfg = cfg
         self.speed = speed or resolve_speed(cfg, "cpu")

@@ -38,7 +38,14 @@ class DataError(Exception):
 
 # ---- digits --------------------------------------------------------------------------------
 class DigitsDataset(Dataset):
-    """scikit-learn's 8x8 digits (values 0..16) as 32x32 RGB PIL images, fixed stratified split."""
+    """scikit-learn's 8x8 digits (values 0..16) as 32x32 RGB PIL images, fixed stratified split.
+
+    1,437 training and 360 validation images (seed 0), bundled with scikit-learn: no download.
+
+    Args:
+        split: "val" for the validation part, anything else for the training part.
+        transform: applied to each PIL image.
+    """
 
     def __init__(self, split: str, transform=None):
         from sklearn.datasets import load_digits
@@ -181,7 +188,19 @@ def _torchvision_dataset(name: str, root: Path, split: str, transform, download:
 def build_dataset(
     name: str, root: str | Path, split: str, transform=None, download: bool = False, loader=None
 ) -> Dataset:
-    """A dataset of (image, label) for ``split`` in train | train_labeled | val."""
+    """A dataset of (image, label) items.
+
+    Args:
+        name: one of ``DATASETS``.
+        root: data directory (a folder of class sub-folders, or none, for ``folder``).
+        split: train, train_labeled (STL-10's labelled part; the training set elsewhere) or val.
+        transform: applied to each PIL image.
+        download: let torchvision download CIFAR / STL-10 into ``root``.
+        loader: image-file loader for ``folder`` (e.g. a ``SafeImageLoader``).
+
+    Returns:
+        A ``torch.utils.data.Dataset``; label -1 marks unlabelled images.
+    """
     if name not in DATASETS:
         raise DataError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}")
     if split not in SPLITS:
@@ -195,7 +214,16 @@ def build_dataset(
 
 
 def dataset_info(name: str, root: str | Path) -> dict:
-    """Number of classes (None when unlabeled), native image size and normalisation."""
+    """What a dataset is, without loading it.
+
+    Args:
+        name: one of ``DATASETS``.
+        root: data directory (read for ``folder``: its class sub-folders).
+
+    Returns:
+        dict of ``num_classes`` (None when unlabelled), ``image_size`` (native side, None for
+        folders), ``mean`` and ``std`` (normalisation).
+    """
     root = Path(root).expanduser()
     info = {
         "cifar10": (10, 32, CIFAR10_STATS),

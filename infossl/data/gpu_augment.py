@@ -294,8 +294,19 @@ def augment_view(
 
 
 class GPUMultiViewAugment(nn.Module):
-    """uint8 (B, 3, H, W) batch on any device -> list of normalised float32 (B, 3, S, S) views,
-    one per view config (the keys of configs/augmentations/*.yaml)."""
+    """Multi-view augmentation on the device: ``forward(images)`` -> one view per view config.
+
+    uint8 (B, 3, H, W) batch on any device -> list of normalised float32 (B, 3, S, S) views,
+    with per-sample parameters drawn from the distributions of the CPU pipeline
+    (:func:`infossl.data.build_multiview_transform`: torchvision's RandomResizedCrop,
+    ColorJitter, RandomGrayscale, lightly's GaussianBlur and RandomSolarization, flip).
+
+    Args:
+        views_cfg: one mapping per view with the keys of ``configs/augmentations/*.yaml``.
+        image_size: output side S in pixels.
+        mean: per-channel normalisation mean.
+        std: per-channel normalisation std.
+    """
 
     def __init__(
         self, views_cfg: Sequence[Mapping], image_size: int, mean: Sequence, std: Sequence

@@ -64,13 +64,41 @@ def build_view_transform(
 
 
 def build_multiview_transform(views: Sequence[Mapping], image_size: int, mean, std):
-    """PIL image -> list of augmented tensors, one per configured view."""
+    """PIL image -> list of augmented tensors, one per configured view.
+
+    Each view is RandomResizedCrop, colour jitter, grayscale, Gaussian blur, solarization and
+    flip with its own probabilities, in solo-learn's order (vturrisi/solo-learn,
+    ``solo/data/pretrain_dataloader.py: build_transform_pipeline``); the presets are SimCLR's
+    recipe and the asymmetric BYOL/VICReg views of CorInfoMax's ``cifars-tiny/transform_utils.py``
+    (serdarozsoy/corinfomax-ssl).
+
+    Args:
+        views: one mapping per view with the keys of ``configs/augmentations/*.yaml``.
+        image_size: output side in pixels.
+        mean: per-channel normalisation mean.
+        std: per-channel normalisation std.
+
+    Returns:
+        A callable PIL image -> list of (3, S, S) tensors.
+    """
     return MultiViewTransform([build_view_transform(v, image_size, mean, std) for v in views])
 
 
 def build_eval_transform(image_size: int, mean, std, resize_ratio: float = 8 / 7) -> T.Compose:
-    """Resize(int(size * 8/7)) + CenterCrop(size): CorInfoMax's test transform (36 -> 32 on
-    CIFAR; int() truncates as the official code does, round() would give 37)."""
+    """Resize(int(size * 8/7)) + CenterCrop(size), then normalise: CorInfoMax's test transform.
+
+    serdarozsoy/corinfomax-ssl (36 -> 32 on CIFAR; int() truncates as the official code does,
+    round() would give 37).
+
+    Args:
+        image_size: output side S in pixels.
+        mean: per-channel normalisation mean.
+        std: per-channel normalisation std.
+        resize_ratio: resize to int(S * resize_ratio) before the centre crop.
+
+    Returns:
+        torchvision ``Compose``: PIL image -> (3, S, S) tensor.
+    """
     return T.Compose(
         [
             T.Resize(int(image_size * resize_ratio), interpolation=T.InterpolationMode.BICUBIC),

@@ -56,8 +56,17 @@ def singular_values(x: torch.Tensor) -> torch.Tensor:
 
 
 def covariance_rank(x: torch.Tensor, tol: float | None = None) -> int:
-    """Number of singular values of the centred matrix above ``tol`` (default: see module doc).
-    -1 when ``x`` is not finite."""
+    """Rank of the centred matrix: its singular values above ``tol``.
+
+    A dimensional collapse (Jing et al., ICLR 2022) shows as a rank far below the dimension.
+
+    Args:
+        x: (N, D) features or embeddings.
+        tol: threshold; None is NumPy's ``matrix_rank`` default, s_max * max(N, D) * eps.
+
+    Returns:
+        The rank, or -1 when ``x`` is not finite.
+    """
     eps = torch.finfo(x.dtype if x.is_floating_point() else torch.float64).eps
     x = _as64(x)
     if not _finite(x):
@@ -71,8 +80,19 @@ def covariance_rank(x: torch.Tensor, tol: float | None = None) -> int:
 
 
 def effective_rank(x: torch.Tensor) -> float:
-    """RankMe of the raw (uncentred) matrix; in [1, min(N, D)] up to the epsilon, 0.0 for an
-    all-zero matrix (no direction at all), NaN when ``x`` is not finite."""
+    """RankMe effective rank of the raw (uncentred) matrix: exp of the entropy of its normalised
+    singular values.
+
+    Garrido et al., "RankMe: Assessing the Downstream Performance of Pretrained Self-Supervised
+    Representations by Their Rank", ICML 2023, Eq. 1 (epsilon 1e-7).
+
+    Args:
+        x: (N, D) features or embeddings.
+
+    Returns:
+        In [1, min(N, D)] up to the epsilon; 0.0 for an all-zero matrix (no direction at all),
+        NaN when ``x`` is not finite.
+    """
     s = singular_values(x)
     if not _finite(s):
         return math.nan
@@ -83,7 +103,20 @@ def effective_rank(x: torch.Tensor) -> float:
 
 
 def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> float:
-    """Mean of ``||x_i/|x_i| - y_i/|y_i| ||^alpha`` over paired rows (two views) of x, y."""
+    """Alignment of two views: mean of ``||x_i/|x_i| - y_i/|y_i| ||^alpha`` over paired rows.
+
+    Wang & Isola, "Understanding Contrastive Representation Learning through Alignment and
+    Uniformity on the Hypersphere", ICML 2020 (SsnL/align_uniform, ``align_uniform/__init__.py:
+    align_loss``). Lower is more invariant.
+
+    Args:
+        x: (N, D) embeddings of view 1.
+        y: (N, D) embeddings of view 2, row i paired with ``x[i]``.
+        alpha: the exponent (2 in the paper).
+
+    Returns:
+        The mean, a float.
+    """
     if x.shape != y.shape:
         raise ValueError(f"alignment needs paired rows, got {tuple(x.shape)} and {tuple(y.shape)}")
     x, y = F.normalize(_as64(x), dim=1), F.normalize(_as64(y), dim=1)
@@ -93,9 +126,21 @@ def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> float:
 def uniformity(
     x: torch.Tensor, t: float = 2.0, max_samples: int | None = UNIFORMITY_MAX_SAMPLES
 ) -> float:
-    """``log`` of the mean of ``exp(-t ||u_i - u_j||^2)`` over all pairs ``i < j`` of the
-    l2-normalised rows. Above ``max_samples`` rows the mean runs over a fixed (seed 0) random
-    subset of that many rows: an unbiased estimate of the inner mean at bounded memory."""
+    """Uniformity: ``log`` of the mean of ``exp(-t ||u_i - u_j||^2)`` over all pairs ``i < j``.
+
+    Wang & Isola, ICML 2020 (SsnL/align_uniform, ``align_uniform/__init__.py: uniform_loss``),
+    on the l2-normalised rows u. Lower is more uniform on the sphere. Above ``max_samples`` rows
+    the mean runs over a fixed (seed 0) random subset of that many rows: an unbiased estimate of
+    the inner mean at bounded memory.
+
+    Args:
+        x: (N, D) embeddings.
+        t: the Gaussian potential's scale (2 in the paper).
+        max_samples: row cap (None: all rows).
+
+    Returns:
+        The log-mean, a float.
+    """
     x = _as64(x)
     if max_samples is not None and x.shape[0] > max_samples:
         generator = torch.Generator().manual_seed(0)

@@ -68,8 +68,25 @@ def knn_top1(
     num_classes: int | None = None,
     max_elements: int = MAX_ELEMENTS,
 ) -> float:
-    """Fraction of test rows whose weighted-kNN class equals their label (in [0, 1]).
-    ``num_classes`` defaults to 1 + the largest label seen in either set."""
+    """Top-1 accuracy of weighted kNN on cosine similarity, weights exp(sim / temperature).
+
+    Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance Discrimination", CVPR
+    2018, as solo-learn (vturrisi/solo-learn, ``solo/utils/knn.py``) and lightly
+    (``lightly/utils/benchmarking/knn.py``) compute it.
+
+    Args:
+        train_features: (N, D) features of the labelled training images.
+        train_labels: (N,) their labels.
+        test_features: (M, D) features to classify.
+        test_labels: (M,) their labels.
+        k: neighbours (capped at N).
+        temperature: weight temperature (0.07).
+        num_classes: default 1 + the largest label seen in either set.
+        max_elements: similarity entries computed at once (memory bound).
+
+    Returns:
+        Fraction of test rows whose predicted class equals their label, in [0, 1].
+    """
     if num_classes is None:
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     predicted = knn_predictions(

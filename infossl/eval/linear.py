@@ -63,8 +63,21 @@ def extract_features(
     precision: str = "32",
     desc: str = "features",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features N x D float32 on CPU, labels N int64) of a frozen backbone. Puts the backbone
-    in ``eval()`` mode (and leaves it there); autocast for bf16-mixed / 16-mixed."""
+    """Features of a frozen backbone over a loader.
+
+    Puts the backbone in ``eval()`` mode (and leaves it there); autocast for bf16-mixed /
+    16-mixed.
+
+    Args:
+        backbone: images -> (B, D) features.
+        loader: yields (images, labels, ...) batches.
+        device: where the backbone runs.
+        precision: "32", "bf16-mixed" or "16-mixed".
+        desc: progress-bar label.
+
+    Returns:
+        (features N x D float32 on the CPU, labels N int64).
+    """
     backbone.eval()
     features, labels = [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=None):
@@ -207,9 +220,33 @@ def train_linear_probe(
     device: torch.device | str = "cpu",
     feature_norm: str = "none",
 ) -> dict:
-    """Train on precomputed features (reshuffled every epoch from a generator seeded by
-    ``seed``); return {"top1", "top5", "history"} measured on the validation features.
-    ``history``: per epoch {"epoch", "lr" (last step's), "train_loss", "train_top1"}."""
+    """Linear probe on precomputed frozen features: SGD with momentum, cosine schedule.
+
+    CorInfoMax's offline protocol (serdarozsoy/corinfomax-ssl: 100 epochs, lr 0.2, batch 256,
+    no weight decay), with MAE's affine-free BatchNorm before the layer for
+    ``feature_norm="batchnorm"`` (facebookresearch/mae, ``main_linprobe.py``). Samples are
+    reshuffled every epoch from a generator seeded by ``seed``.
+
+    Args:
+        train_features: (N, D) training features.
+        train_labels: (N,) their labels.
+        val_features: (M, D) validation features.
+        val_labels: (M,) their labels.
+        num_classes: classifier outputs.
+        epochs: passes over the training features.
+        batch_size: samples per SGD step.
+        lr: initial learning rate.
+        min_lr: final learning rate of the cosine.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        seed: classifier initialisation and shuffling.
+        device: where to train.
+        feature_norm: "none" or "batchnorm".
+
+    Returns:
+        dict of ``top1`` and ``top5`` on the validation features and ``history``: per epoch
+        {"epoch", "lr" (last step's), "train_loss", "train_top1"}.
+    """
     device = torch.device(device)
     x, y = train_features.to(device).float(), train_labels.to(device).long()
     generator = torch.Generator().manual_seed(seed)

@@ -40,7 +40,21 @@ def nearest_neighbours(
 def recall_at_k(
     embeddings: torch.Tensor, labels: torch.Tensor, ks=(1, 2, 4, 8), distance: str = "cosine"
 ) -> dict[int, float]:
-    """{K: Recall@K} with every embedding a query against all the others."""
+    """Recall@K of image retrieval: every embedding a query against all the others.
+
+    The metric-learning protocol of Boudiaf, Rony et al., ECCV 2020 (jeromerony/
+    dml_cross_entropy, ``utils/metrics.py``): a query counts as a hit at K when one of its K
+    nearest other embeddings has its label.
+
+    Args:
+        embeddings: (N, D) test embeddings.
+        labels: (N,) their labels.
+        ks: the K values.
+        distance: "cosine" or "l2".
+
+    Returns:
+        dict {K: Recall@K in [0, 1]}.
+    """
     ks = sorted(set(int(k) for k in ks))
     if not ks or ks[0] < 1:
         raise ValueError(f"Recall@K needs K >= 1, got {ks}")

@@ -30,7 +30,7 @@ Linear-ReLU-Linear-ReLU-Linear(bias=False), with BatchNorm after each hidden Lin
 ImageNet-1K.)
 
 Precision: the official state is float64, so ``z - mu`` is promoted and the covariance and log-det
-run in float64 even under AMP (methods.md 1.7: float64 ops are not autocast-eligible). We do the
+run in float64 even under AMP (float64 ops are not autocast-eligible in PyTorch). We do the
 same explicitly, outside autocast: with eps = 1e-8 the small eigenvalues of R sit near 1e-8 while
 the large ones are O(1/D), which half precision (and barely float32) cannot resolve.
 
@@ -114,8 +114,9 @@ def corinfomax_step(
     (condition numbers of R_v + eps I) are detached. ``new_state`` is detached float64.
     """
     _check_inputs(z1, z2, state)
-    # Outside autocast (methods.md 1.7): normalize and MSE run in float32 (what autocast would
-    # pick for them anyway), the covariance and log-det in float64 as in the official code.
+    # Outside autocast (float64 ops are not autocast-eligible): normalize and MSE run in float32
+    # (what autocast would pick for them anyway), the covariance and log-det in float64 as in
+    # the official code.
     with torch.autocast(device_type=z1.device.type, enabled=False):
         dtype = torch.promote_types(torch.promote_types(z1.dtype, z2.dtype), torch.float32)
         z1, z2 = z1.to(dtype), z2.to(dtype)
@@ -142,14 +143,32 @@ def corinfomax_step(
 
 
 class CorInfoMaxLoss(nn.Module):
-    """CorInfoMax with its four moving averages as float64 buffers ``mu1, mu2, R1, R2``.
+    """CorInfoMax loss: alpha * MSE(z1, z2) - [logdet(R1 + eps I) + logdet(R2 + eps I)] / D.
 
-    Buffers are saved in every checkpoint and restored bit-exactly on resume. They update in
-    training mode only; in eval mode the loss uses the current state without changing it.
-    With ``gather_distributed`` the embeddings are all-gathered (with gradients) first, so the
-    loss sees the global batch and every process keeps identical moving averages. Each process's
+    Ozsoy et al., "Self-Supervised Learning with an Information Maximization Criterion",
+    NeurIPS 2022; the official ``CovarianceLossv2`` (serdarozsoy/corinfomax-ssl,
+    ``cifars-tiny/loss.py``). The four moving averages are float64 buffers ``mu1, mu2, R1, R2``,
+    saved in every checkpoint and restored bit-exactly on resume. They update in training mode
+    only; in eval mode the loss uses the current state without changing it. With
+    ``gather_distributed`` the embeddings are all-gathered (with gradients) first, so the loss
+    sees the global batch and every process keeps identical moving averages. Each process's
     gradient w.r.t. its local rows is then world_size x the one-process gradient, which DDP's
     gradient averaging turns back into the one-process gradient.
+
+    Args:
+        dim: embedding width D.
+        alpha: weight of the alignment MSE (the paper's alpha; 250 on CIFAR-10).
+        la_R: weight of the previous covariance in its moving average (lambda_R).
+        la_mu: weight of the previous mean in its moving average (lambda_mu).
+        eps: added to the covariance diagonal before the log-determinant.
+        R_ini: the covariances start at R_ini * I.
+        cov_weight: weight of the log-determinant term.
+        normalize: L2-normalise each embedding first (the official ``--normalize_on``).
+        gather_distributed: all-gather the embeddings of every process (no-op on one).
+
+    ``forward(z1, z2)`` takes two (N, D) views and returns a dict: ``loss`` (with gradient),
+    ``alignment_mse``, ``logdet_view1``, ``logdet_view2``, ``cond_view1``, ``cond_view2``
+    (condition numbers of R_v + eps I), all but ``loss`` detached.
     """
 
     def __init__(

@@ -34,7 +34,19 @@ def all_pairs(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class SeparableCritic(nn.Module):
-    """T(x, y) = g(x)^T h(y) with two MLPs (Poole et al.; embed_dim 32 in the benchmark)."""
+    """Separable critic T(x, y) = g(x)^T h(y) with two MLPs; ``forward(x, y)`` -> (K, K) scores.
+
+    Poole et al., "On Variational Bounds of Mutual Information", ICML 2019
+    (google-research/google-research, ``vbmi/vbmi_demo.ipynb``: ``SeparableCritic``), with rows
+    indexed by x here.
+
+    Args:
+        x_dim: width of x.
+        y_dim: width of y.
+        hidden_dim: units per hidden layer of g and h.
+        embed_dim: width of g(x) and h(y) (32 in Poole's benchmark).
+        layers: hidden layers of each MLP.
+    """
 
     def __init__(self, x_dim, y_dim, hidden_dim=256, embed_dim=32, layers=2):
         super().__init__()
@@ -46,7 +58,18 @@ class SeparableCritic(nn.Module):
 
 
 class ConcatCritic(nn.Module):
-    """T(x, y) = MLP([x; y]) on all K^2 pairs (Poole's ``ConcatCritic``, ReMINE's critic)."""
+    """Concat (joint) critic T(x, y) = MLP([x; y]) on all K^2 pairs; ``forward(x, y)`` -> (K, K).
+
+    Poole et al. 2019 (``vbmi/vbmi_demo.ipynb``: ``ConcatCritic``), also ReMINE's critic
+    (Siyeong-Lee/Deconstructing-MINE).
+
+    Args:
+        x_dim: width of x.
+        y_dim: width of y.
+        hidden_dim: units per hidden layer.
+        layers: hidden layers.
+        out_dim: outputs of the MLP (1 for a score).
+    """
 
     def __init__(self, x_dim, y_dim, hidden_dim=256, layers=2, out_dim=1):
         super().__init__()
@@ -82,10 +105,17 @@ class BilinearCritic(nn.Module):
 
 
 class FLOSharedCritic(nn.Module):
-    """FLO's recommended form (preprint Sec. 2, Fig. 4): one MLP on [x; y], two heads.
+    """FLO's shared critic: one MLP on [x; y] with two heads, ``forward(x, y)`` -> ``(g, u)``.
 
-    Returns ``(g, u)``: g is the K x K score matrix over all pairs, u the u-head on the K joint
-    pairs (the diagonal), which is all the FLO loss needs.
+    Guo et al., NeurIPS 2022 (arXiv 2107.01131, Sec. 2, Fig. 4; qingguo666/FLO). g is the K x K
+    score matrix over all pairs, u the u head on the K joint pairs (the diagonal), which is all
+    ``infossl.losses.flo.flo`` needs.
+
+    Args:
+        x_dim: width of x.
+        y_dim: width of y.
+        hidden_dim: units per hidden layer.
+        layers: hidden layers.
     """
 
     def __init__(self, x_dim, y_dim, hidden_dim=256, layers=2):

@@ -33,9 +33,21 @@ def smoothed_targets(labels: torch.Tensor, num_classes: int, eps: float) -> torc
 
 
 def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, eps: float = 0.1):
-    """KL(smoothed target || softmax(logits)) summed over classes, mean over the batch.
+    """Smoothed cross-entropy of metric learning: KL(smoothed target || softmax(logits)).
 
-    Computed in float32 even under autocast (log-softmax of large logits)."""
+    Boudiaf, Rony et al., "A Unifying Mutual Information View of Metric Learning: Cross-Entropy
+    vs. Pairwise Losses", ECCV 2020; official ``SmoothCrossEntropy`` (jeromerony/
+    dml_cross_entropy, ``utils/utils.py``): target 1 - eps, every other class eps / (C - 1).
+    Computed in float32 even under autocast (log-softmax of large logits).
+
+    Args:
+        logits: (N, C) classifier outputs.
+        labels: (N,) class indices.
+        eps: smoothing; 0 is the plain cross-entropy.
+
+    Returns:
+        Scalar: the KL summed over classes, mean over the batch (0 at the optimum).
+    """
     logits = logits.float()
     log_probs = F.log_softmax(logits, dim=1)
     if eps == 0:
@@ -54,7 +66,18 @@ def label_entropy(counts: torch.Tensor) -> float:
 
 
 def mi_lower_bound(logits: torch.Tensor, labels: torch.Tensor, h_y: float) -> torch.Tensor:
-    """H(Y) - CE(logits, labels): the lower bound on I(Z; Y) the cross-entropy maximises."""
+    """H(Y) - CE(logits, labels): the lower bound on I(Z; Y) the cross-entropy maximises.
+
+    Boudiaf, Rony et al., ECCV 2020, Sec. 4 (CE upper-bounds H(Y | Z) for any classifier).
+
+    Args:
+        logits: (N, C) classifier outputs.
+        labels: (N,) class indices.
+        h_y: H(Y) in nats (``label_entropy`` of the training counts, or log C).
+
+    Returns:
+        Scalar tensor: the bound in nats.
+    """
     return h_y - F.cross_entropy(logits.float(), labels)
 
 

@@ -42,9 +42,22 @@ def flo(
 ) -> dict[str, torch.Tensor]:
     """FLO loss on a K x K g-score matrix (diagonal = positives) and u of the K positive pairs.
 
-    Returns ``loss`` (mean_i l_i, plus the optional gauge regularizer), ``mi`` = -mean_i l_i,
-    ``joint_term`` = mean g_ii, ``log_partition`` = log E_Q[e^g] over off-diagonal pairs and
-    ``neg_pmi`` = mean u (FLO's estimate of E_P[-PMI], i.e. about -I at the optimum).
+    Guo et al., NeurIPS 2022, in the multi-negative form of the official ``LossFLO``
+    (qingguo666/FLO, ``Jupyter-Notebook/FLO-BiLinear-code-snippet.ipynb``); see the module
+    docstring.
+
+    Args:
+        g_scores: (K, K) scores g(x_i, y_j), or their :class:`RowStats`.
+        u: (K,) or (K, 1) u head on the K joint pairs.
+        reg_weight: weight of the optional term on log E_Q[e^g] (pins g's free constant only).
+        reg_target: its target.
+        reg_distance: "squared" or "absolute".
+
+    Returns:
+        dict of ``loss`` (mean_i l_i, plus the optional gauge regularizer), ``mi`` =
+        -mean_i l_i, ``joint_term`` = mean g_ii, ``log_partition`` = log E_Q[e^g] over
+        off-diagonal pairs and ``neg_pmi`` = mean u (FLO's estimate of E_P[-PMI], i.e. about -I
+        at the optimum).
     """
     st = g_scores if isinstance(g_scores, RowStats) else row_statistics(g_scores)
     return flo_from_rows(flo_per_row(st, u), st, u, reg_weight, reg_target, reg_distance)

@@ -24,12 +24,22 @@ from infossl.distributed import gather_cat, rank
 def nt_xent_terms(
     z1: torch.Tensor, z2: torch.Tensor, temperature: float
 ) -> dict[str, torch.Tensor]:
-    """NT-Xent on local views z1, z2 (N x D each) against the global batch.
+    """NT-Xent (SimCLR, Chen et al. 2020, Eq. 1) of local views against the global batch.
 
-    Returns ``loss`` (mean over 2N local anchors), ``positive`` (mean positive logit s/t),
-    ``log_partition`` (mean log-sum-exp over the 2*N_global - 1 candidates) and
-    ``mi_estimate`` = log(2*N_global - 1) - loss, the InfoNCE lower bound on I(z1; z2)
-    (van den Oord et al. 2018), which can never exceed log(2*N_global - 1).
+    Each process scores its own 2N anchors against all 2 * N_global views (gathered with
+    gradients), as lightly's ``NTXentLoss(gather_distributed=True)`` (lightly-ai/lightly,
+    ``lightly/loss/ntx_ent_loss.py``) does.
+
+    Args:
+        z1: (N, D) embeddings of view 1 on this process.
+        z2: (N, D) embeddings of view 2, row i the positive of ``z1[i]``.
+        temperature: t in exp(cos / t).
+
+    Returns:
+        dict of ``loss`` (mean over the 2N local anchors, with gradient), ``positive`` (mean
+        positive logit s/t), ``log_partition`` (mean log-sum-exp over the 2*N_global - 1
+        candidates) and ``mi_estimate`` = log(2*N_global - 1) - loss, the InfoNCE lower bound on
+        I(z1; z2) (van den Oord et al. 2018), which can never exceed log(2*N_global - 1).
     """
     n = z1.shape[0]
     # Cosine similarities are formed in float32 even under autocast: exp(s/t) with t = 0.1 in
@@ -62,7 +72,13 @@ def nt_xent_terms(
 
 
 class InfoNCELoss(torch.nn.Module):
-    """Module wrapper holding the temperature (SimCLR CIFAR: 0.2 in solo-learn, 0.5 in lightly)."""
+    """NT-Xent as a module: ``forward(z1, z2)`` is :func:`nt_xent_terms` at its temperature.
+
+    SimCLR (Chen et al. 2020); google-research/simclr ``objective.py``.
+
+    Args:
+        temperature: softmax temperature (SimCLR on CIFAR: 0.2 in solo-learn, 0.5 in lightly).
+    """
 
     def __init__(self, temperature: float = 0.2):
         super().__init__()

@@ -1,7 +1,7 @@
 """KNIFE: Kernelized-Neural differential entropy estimation (Pichler et al., ICLR 2022).
 
-Follows the official code, g-pichler/knife @ bec8e057 (methods.md section 4); the paper's text was
-not available, so wherever it could be ambiguous the code decides, and the comments say which file.
+Follows the official code, g-pichler/knife @ bec8e057; the paper's text was not available, so
+wherever it could be ambiguous the code decides, and the comments say which file.
 
 Density model (``da_experiments/estimators/knife.py: MargKernel.logpdf``): a Gaussian mixture
     p(x) = sum_m w_m N(x; a_m, (A_m^T A_m)^-1),   A_m = (I + L_m) diag(exp(l_m)),
@@ -64,12 +64,15 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
 
 
 class MarginalKNIFE(nn.Module):
-    """Learnable M-component Gaussian mixture for h(X) (official ``MargKernel``).
+    """KNIFE entropy h(X): a learnable M-component Gaussian mixture; ``forward(x)`` -> h estimate.
 
-    Means are placed at M data samples (the paper's "kernel samples"): pass ``init_samples`` or
-    let the first call to :meth:`initialize` / :meth:`forward` take the first M rows of its batch
-    (rows are reused cyclically when the batch is smaller than M). ``initialized`` is a buffer, so
-    a restored checkpoint does not re-initialise.
+    Pichler et al., "A Differential Entropy Estimator for Training Neural Networks", ICML 2022;
+    official ``MargKernel`` (g-pichler/knife, ``da_experiments/estimators/knife.py``). The
+    estimate -mean log p(x) is also the loss that fits the mixture. Means are placed at M data
+    samples (the paper's "kernel samples"): pass ``init_samples`` or let the first call to
+    :meth:`initialize` / :meth:`forward` take the first M rows of its batch (rows are reused
+    cyclically when the batch is smaller than M). ``initialized`` is a buffer, so a restored
+    checkpoint does not re-initialise.
 
     Options mirror the official flags: ``learn_means`` (optimize_mu), ``learn_weights``
     (average='var'; else uniform fixed weights), ``per_mode_scales`` (cov_diagonal='var'; else one
@@ -77,6 +80,18 @@ class MarginalKNIFE(nn.Module):
     (log-scales squashed to [-1, 1]), ``init_std`` (log-scales and L start at init_std * randn,
     i.e. unit precision). ``scale_init_from_data`` is ours, not official: it starts every log-scale
     at -log(std of the data per dimension), for inputs far from unit scale (embeddings).
+
+    Args:
+        dim: width d of x.
+        num_modes: mixture components M.
+        learn_means: train the means.
+        learn_weights: train the mixture weights (else uniform).
+        per_mode_scales: one diagonal precision scale per mode (else shared).
+        full_covariance: learn the strictly lower-triangular precision factor L.
+        use_tanh: squash the log-scales to [-1, 1].
+        init_std: scale of the random initial log-scales and L.
+        scale_init_from_data: start the log-scales at -log(std) of the first batch.
+        init_samples: place the means now (else at the first batch seen).
     """
 
     def __init__(
@@ -156,10 +171,23 @@ def conditioning_net(
 
 
 class ConditionalKNIFE(nn.Module):
-    """p(y | x) = sum_m w_m(x) N(y; a_m(x), A_m(x)) for h(Y | X) (official ``CondKernel``).
+    """Conditional KNIFE h(Y | X) with p(y | x) = sum_m w_m(x) N(y; a_m(x), A_m(x)).
 
-    One small network of the conditioning variable x per parameter: weight logits (M), means
-    (M * d), log-scales (M * d) and, with ``full_covariance``, L (M * d * d).
+    Pichler et al., ICML 2022; official ``CondKernel`` (g-pichler/knife,
+    ``da_experiments/estimators/knife.py``). One small network of the conditioning variable x
+    per parameter: weight logits (M), means (M * d), log-scales (M * d) and, with
+    ``full_covariance``, L (M * d * d). ``forward(y, x)`` -> -mean log p(y | x).
+
+    Args:
+        cond_dim: width of x.
+        dim: width d of y.
+        num_modes: mixture components M.
+        hidden_dim: width of the conditioning networks (default d, as the official code).
+        layers: hidden layers of each network.
+        layer_norm: LayerNorm before each layer (the official config; off for inputs of width
+            1 or 2).
+        full_covariance: also predict L.
+        use_tanh: squash the log-scales to [-1, 1].
     """
 
     def __init__(
@@ -218,9 +246,29 @@ class KnifeMI(NamedTuple):
 
 
 class KNIFE(nn.Module):
-    """I(X; Y) = h(Y) - h(Y | X) (official ``KNIFE.forward(z_c, z_d)``: z_c conditions, z_d is
-    modelled). Put the variable whose differential entropy makes sense (continuous) in ``y``;
-    ``x`` may be anything a network reads, e.g. one-hot labels."""
+    """KNIFE mutual information I(X; Y) = h(Y) - h(Y | X); ``forward(x, y)`` -> ``KnifeMI``.
+
+    Pichler et al., ICML 2022; official ``KNIFE.forward(z_c, z_d)`` (g-pichler/knife,
+    ``da_experiments/estimators/knife.py``: z_c conditions, z_d is modelled). Put the variable
+    whose differential entropy makes sense (continuous) in ``y``; ``x`` may be anything a network
+    reads, e.g. one-hot labels. The result holds ``mi``, ``fit_loss`` = h(Y) + h(Y | X) (what
+    the estimator's own optimizer minimises), ``marginal_entropy`` and ``conditional_entropy``.
+
+    Args:
+        x_dim: width of x.
+        y_dim: width of y.
+        marginal_modes: components of the h(Y) mixture.
+        conditional_modes: components of the h(Y | X) mixture.
+        full_covariance: full precision factors for h(Y).
+        conditional_full_covariance: the same for h(Y | X) (default: ``full_covariance``).
+        use_tanh: squash the log-scales to [-1, 1].
+        learn_weights: train the marginal mixture's weights.
+        init_std: scale of the random initial parameters.
+        scale_init_from_data: start the marginal log-scales from the data's std.
+        hidden_dim: width of the conditioning networks.
+        layers: their hidden layers.
+        layer_norm: LayerNorm in them.
+    """
 
     def __init__(
         self,
@@ -279,9 +327,12 @@ class JointKnifeMI(NamedTuple):
 
 
 class JointKNIFE(nn.Module):
-    """Joint variant of the official Gaussian-MI experiment: three marginal KNIFEs.
+    """KNIFE MI from three entropies, |h(X) + h(Y) - h(X, Y)|; ``forward(x, y)`` -> JointKnifeMI.
 
-    Official settings (mi_estimators.py main): K = batch_size // 6 modes each, full precisions.
+    Pichler et al., ICML 2022; the joint variant of the official Gaussian-MI experiment
+    (g-pichler/knife, ``synthetic_experiments/mi_estimators.py``: ``MIKernelEstimator(use_joint=
+    True)``), three marginal KNIFEs. Official settings (mi_estimators.py main): K = batch_size //
+    6 modes each, full precisions.
     Differences, all in the official code's *parametrisation* rather than the model family:
     it stores the precision diagonal itself (init 1) where we store its log (init ~0, same
     start), draws means from U[0, 1) where we place them at the first batch's samples. Its
@@ -294,6 +345,13 @@ class JointKNIFE(nn.Module):
     density exceeds 1 (then |-log p| != -log p). Ours (``False``, the default) averages -log p, a
     proper cross-entropy whose minimum is the entropy, and keeps only the final |.|: the per-sample
     |.| pushes densities above 1 back down, which biases small or negative entropies upward.
+
+    Args:
+        x_dim: width of x.
+        y_dim: width of y.
+        num_modes: components of each mixture.
+        per_sample_abs: the official per-sample |-log p| (see above).
+        **kwargs: passed to each :class:`MarginalKNIFE`.
     """
 
     def __init__(

@@ -67,7 +67,19 @@ def _full_covariance(setting, dim: int, auto_max_dim: int = AUTO_FULL_COVARIANCE
 
 
 class KnifeRegularizer(nn.Module):
-    """``forward(x, nuisance=None) -> (term, logs)``; see the module docstring for the config."""
+    """A KNIFE entropy or MI term to add to any loss; ``forward(x, nuisance=None)`` -> (term, logs).
+
+    Pichler et al., ICML 2022, with the official domain-adaptation loop (g-pichler/knife,
+    ``da_experiments/train.py``): each call first fits the estimator on ``x.detach()`` with its
+    own Adam, then returns +-weight x the estimate on the live ``x`` (gradient to the encoder
+    only). ``logs`` holds the detached estimate and the fit loss.
+
+    Args:
+        config: one regularizer entry, e.g. ``{name: knife_entropy, weight: 0.1}`` or
+            ``{name: knife_mi, nuisance: label, num_classes: 10, weight: 0.1}``; every key is
+            listed in this module's docstring.
+        dim: width of ``x`` when the config has no ``dim``.
+    """
 
     def __init__(self, config: Mapping, dim: int | None = None):
         super().__init__()

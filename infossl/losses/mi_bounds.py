@@ -47,10 +47,19 @@ REG_DISTANCES = ("squared", "absolute")
 
 @dataclass
 class RowStats:
-    """Per-row sufficient statistics of (a row block of) a K x K score matrix; shape (rows,).
+    """Per-row sufficient statistics of (a row block of) a K x K score matrix.
 
-    ``num_cols`` is K. Rows of different processes concatenate into the statistics of the full
-    matrix, which is why the SSL losses gather these instead of the scores.
+    Every bound of this module needs only these (Poole et al. 2019; Song & Ermon 2020). Rows of
+    different processes concatenate into the statistics of the full matrix, which is why the SSL
+    losses gather these instead of the scores.
+
+    Attributes:
+        diag: (rows,) T(x_i, y_i).
+        offdiag_lse: (rows,) logsumexp over j != i of T(x_i, y_j).
+        offdiag_softplus: (rows,) sum over j != i of softplus(T(x_i, y_j)), for the JS bound.
+        clipped_offdiag_lse: the same log-sum-exp of scores clipped to [-clip, clip], or None.
+        clip: that clip level, or None.
+        num_cols: K.
     """
 
     diag: torch.Tensor  # T(x_i, y_i)
@@ -78,8 +87,17 @@ def row_statistics(
 ) -> RowStats:
     """Statistics of an (n, K) row block whose row i has its joint pair in column diag_offset + i.
 
-    For the full K x K matrix use ``diag_offset=0``. The log-sum-exps run in at least float32
-    outside autocast: with scores of O(10) the exp in bf16 loses the negatives' differences.
+    The log-sum-exps run in at least float32 outside autocast: with scores of O(10) the exp in
+    bf16 loses the negatives' differences.
+
+    Args:
+        scores: (n, K) critic scores; the full K x K matrix or one process's rows of it.
+        diag_offset: column of row 0's joint pair (0 for the full matrix).
+        clip: also compute the log-sum-exp of scores clipped to [-clip, clip] (SMILE, clipped
+            NWJ/TUBA); None skips it.
+
+    Returns:
+        :class:`RowStats` of the block.
     """
     with torch.autocast(device_type=scores.device.type, enabled=False):
         s = scores.to(torch.promote_types(scores.dtype, torch.float32))
@@ -98,6 +116,16 @@ def row_statistics(
 
 @dataclass
 class MIBoundOutput:
+    """What every bound of this module returns.
+
+    Attributes:
+        loss: the number to minimize, -objective + lambda * d(log_partition, C) (with gradient).
+        mi: the unregularized MI estimate in nats (detached).
+        joint_term: E_P[T] (detached).
+        log_partition: the term the ReMINE regularizer acts on for this estimator (detached).
+        state: MINE's updated moving average, else None.
+    """
+
     loss: torch.Tensor  # minimize this: -training objective + lambda * d(log_partition, C)
     mi: torch.Tensor  # unregularized MI estimate (detached)
     joint_term: torch.Tensor  # E_P[T] (detached)
@@ -151,6 +179,15 @@ def infonce(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> M
     The row sum includes the positive (Poole's ``infonce_lower_bound``). ReInfoNCE regularizes the
     mean row-wise log-mean-exp (``experiments_self_contrastive.py: _infonce``; there over the
     off-diagonal row, here over the full row our bound uses).
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores)
     row_lme = torch.logaddexp(st.offdiag_lse, st.diag) - math.log(st.num_cols)
@@ -162,7 +199,17 @@ def infonce(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> M
 
 def dv(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoundOutput:
     """Donsker-Varadhan: E_P[T] - log E_Q[e^T] with the in-batch E_Q (ReMINE's ``mine_lower_bound``,
-    SMILE's ``dv_upper_lower_bound``); regularized it is ReMINE (``imine_lower_bound``)."""
+    SMILE's ``dv_upper_lower_bound``); regularized it is ReMINE (``imine_lower_bound``).
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
+    """
     st = _stats(scores)
     joint = st.diag.mean()
     log_partition = _lme_offdiag(st.offdiag_lse, st.num_cols)
@@ -186,6 +233,17 @@ def mine(
     (new held constant). ``ema=None`` starts from 1.0 as SMILE does. The updated average comes
     back in ``state`` (float64); pass it in at the next step. (SMILE's function returns Z_batch
     instead of the new average, which makes its "EMA" one step long; we carry the average.)
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        ema: the moving average returned as ``state`` at the previous step (None: 1.0).
+        momentum: weight of the previous average.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores)
     joint = st.diag.mean()
@@ -228,6 +286,17 @@ def tuba(
     ``clip``: the value uses scores clipped to [-clip, clip] (ReMINE's ReTUBA, clip 10: TF
     ``experiments.py: retuba_lower_bound``, PyTorch ``experiments_self_contrastive.py: _tuba``);
     the regularized log-partition stays unclipped, as there. None (Poole): no clip.
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        log_baseline: (rows,) log a(x_i); None is a = 1.
+        clip: clip the scores in the value to [-clip, clip] (None: no clip).
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores, clip)
     diag, lse = _clipped(st, clip)
@@ -249,6 +318,16 @@ def nwj(
     At NWJ's optimum log E_Q[e^T] = 1, so the poster's d(E_Q[e^{T-1}], 1) is ``reg_target=1`` here;
     the official code's target is 0. ``clip`` as in :func:`tuba` (ReMINE's ReNWJ: 10, joint and
     marginal scores clipped inside the value, ``renwj_lower_bound`` = ``retuba`` with a_y = e).
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        clip: clip the scores in the value to [-clip, clip] (None: no clip).
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores, clip)
     diag, lse = _clipped(st, clip)
@@ -270,6 +349,15 @@ def js(scores, reg_weight=0.0, reg_target=0.0, reg_distance="squared") -> MIBoun
 
     ReJS regularizes JS's marginal term E_Q[softplus(T)] (``rejs``), so that is ``log_partition``
     here; the official target b is 0 on the Gaussian benchmark, 1 in the real-data scripts.
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     st = _stats(scores)
     train, marginal = _js_fgan(st)
@@ -303,6 +391,18 @@ def smile(
     ``clip_joint=True`` also clips E_P[T] (ReMINE's PyTorch ``experiments_self_contrastive.py:
     _smile``); the TF Gaussian code and Song & Ermon do not. tau = 5 is ``MINE/losses.py``'s default
     and one of Song & Ermon's {1, 5, inf}; ReMINE's official runs use 10.
+
+    Args:
+        scores: (K, K) critic scores, diagonal = joint pairs, or their :class:`RowStats`.
+        clip: tau (None: infinity, the value is then DV).
+        objective: "js" or "dv", what trains the critic.
+        clip_joint: clip E_P[T] too.
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log_partition, C); 0: off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's ``_l2_distance``) or "absolute".
+
+    Returns:
+        :class:`MIBoundOutput` (``loss`` to minimize, ``mi`` the estimate in nats, ...).
     """
     if objective not in SMILE_OBJECTIVES:
         raise ValueError(f"smile objective must be one of {SMILE_OBJECTIVES}, got {objective!r}")
@@ -356,12 +456,22 @@ def stats_clip(estimator: str, estimator_kwargs: dict) -> float | None:
 
 
 class MIBoundLoss(torch.nn.Module):
-    """An estimator's hyper-parameters and state; ``forward(scores_or_stats)`` -> MIBoundOutput.
+    """One MI bound with its hyper-parameters and state; ``forward(scores)`` -> MIBoundOutput.
 
-    MINE's moving average is the float64 buffer ``ema`` (so it is checkpointed); it is updated
-    only in training mode. Extra keyword arguments go to the estimator (``clip``, ``objective``,
-    ``clip_joint`` for smile, ``clip`` for nwj/tuba, ``momentum`` for mine); ``log_baseline`` for
-    tuba is a forward argument.
+    The bounds are this module's functions (InfoNCE, DV, MINE, NWJ, TUBA, JS, SMILE; Poole et al.
+    2019, google-research/google-research ``vbmi/vbmi_demo.ipynb``; Song & Ermon 2020,
+    ermongroup/smile-mi-estimator ``estimators.py``) with the ReMINE regularizer (Choi & Lee,
+    UAI 2022). MINE's moving average is the float64 buffer ``ema`` (so it is checkpointed); it
+    is updated only in training mode. ``forward`` takes a K x K score matrix (diagonal = joint
+    pairs) or its :class:`RowStats`; ``log_baseline`` for tuba is a forward argument.
+
+    Args:
+        estimator: infonce, dv, mine, nwj, tuba, js or smile.
+        reg_weight: lambda of the regularizer lambda * d(log_partition, C); 0 turns it off.
+        reg_target: C.
+        reg_distance: d, "squared" (ReMINE's) or "absolute".
+        **estimator_kwargs: the estimator's options: ``clip``, ``objective``, ``clip_joint``
+            (smile), ``clip`` (nwj, tuba), ``momentum`` (mine).
     """
 
     def __init__(

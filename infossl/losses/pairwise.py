@@ -27,7 +27,17 @@ NAMES = ("contrastive", "multi_similarity", "triplet", "snca")
 
 
 class PairwiseLoss(torch.nn.Module):
-    """loss(embeddings, labels) with an optional miner, built from the config's ``loss``."""
+    """A pairwise metric-learning loss from pytorch-metric-learning; ``forward(emb, labels)``.
+
+    KevinMusgrave/pytorch-metric-learning (``src/pytorch_metric_learning/losses``):
+    ``ContrastiveLoss`` (Hadsell et al. 2006), ``MultiSimilarityLoss`` with its miner (Wang et
+    al. 2019), ``TripletMarginLoss`` with ``TripletMarginMiner`` (Schroff et al. 2015) or
+    ``NCALoss`` on cosine similarity (scalable NCA, Wu et al. 2018); see the module docstring.
+
+    Args:
+        spec: the ``loss`` config: ``name`` (contrastive, multi_similarity, triplet, snca) and a
+            mapping of that name's settings (configs/methods/dml-pairwise.yaml).
+    """
 
     def __init__(self, spec: dict):
         super().__init__()

@@ -46,8 +46,10 @@ def remine_ssl_loss(
 ) -> dict[str, torch.Tensor]:
     """ReMINE-regularized MI bound between two views with critic T(x1, x2) = <f(x1), f(x2)> / t.
 
-    Defaults follow ReMINE's contrastive benchmark (``experiments_self_contrastive.py``): the raw
-    inner product of *unnormalized* 512-d ResNet features, scale 1 (``torch.matmul(logits,
+    Choi & Lee, "Combating the Instability of Mutual Information-based Losses via
+    Regularization", UAI 2022; Siyeong-Lee/Deconstructing-MINE,
+    ``experiments_self_contrastive.py``. Defaults follow ReMINE's contrastive benchmark there: the
+    raw inner product of *unnormalized* 512-d ResNet features, scale 1 (``torch.matmul(logits,
     logits.T)``). ``normalize=True`` with a temperature gives the SimCLR-style cosine critic.
     The default estimator ``dv`` with ``reg_weight > 0`` is the official ReMINE (in-batch DV plus
     the regularizer, no moving average: ``experiments_self_contrastive.py: remine``).
@@ -55,7 +57,20 @@ def remine_ssl_loss(
     ``clip`` (nwj, tuba), ``ema`` and ``momentum`` (mine: pass the state returned as ``state`` at
     the previous step, or use ``ReMINESSLLoss``'s buffer).
 
-    Returns ``loss``, ``mi_estimate``, ``joint_term``, ``log_partition`` (and ``state`` for mine).
+    Args:
+        z1: (n, D) view-1 embeddings on this process (the rows of the score matrix).
+        z2: (n, D) view-2 embeddings; row i is the positive of ``z1[i]``.
+        estimator: one of dv, mine, smile, infonce, nwj, tuba, js (``mi_bounds.ESTIMATORS``).
+        reg_weight: lambda of the ReMINE regularizer lambda * d(log E_Q[e^T], C); 0 turns it off.
+        reg_target: its target C.
+        reg_distance: d, "squared" (ReMINE's) or "absolute".
+        temperature: t of the critic.
+        normalize: L2-normalise the embeddings first (cosine critic).
+        **estimator_kwargs: passed to the estimator, as above.
+
+    Returns:
+        dict of ``loss`` (with gradient), ``mi_estimate`` (the unregularized bound, detached),
+        ``joint_term`` E_P[T], ``log_partition`` (the regularized term) and, for mine, ``state``.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose from {sorted(ESTIMATORS)}")
@@ -91,12 +106,28 @@ def flo_ssl_loss(
     reg_target: float = 0.0,
     reg_distance: str = "squared",
 ) -> dict[str, torch.Tensor]:
-    """FLO with FLO's bilinear critic g_ij = <h1_i, h2_j> / t (unit-norm h when ``normalize``) and
-    u_i = u_head([h1_i; h2_i]) on the positive pairs (``LossFLO``: u of the (feat1, feat2) pair).
+    """FLO between two views: critic g_ij = <h1_i, h2_j> / t and u_i = u_head([h1_i; h2_i]).
 
-    ``u_head`` maps (n, 2D) -> (n,) or (n, 1). ``temperature`` may be a learned scalar tensor
-    (the official ``BilinearCritic.tau``). Returns ``loss``, ``mi_estimate``, ``joint_term``,
-    ``log_partition`` and ``neg_pmi`` (mean u).
+    Guo et al., "Tight Mutual Information Estimation With Contrastive Fenchel-Legendre
+    Optimization", NeurIPS 2022; qingguo666/FLO, ``Jupyter-Notebook/FLO-BiLinear-code-snippet
+    .ipynb`` (``LossFLO``: u of the (feat1, feat2) pair, in-batch negatives).
+
+    Args:
+        z1: (n, D) view-1 embeddings on this process.
+        z2: (n, D) view-2 embeddings; row i is the positive of ``z1[i]``.
+        u_head: maps the (n, 2D) concatenated pairs to (n,) or (n, 1).
+        temperature: t of the critic; may be a learned scalar tensor (the official
+            ``BilinearCritic.tau``).
+        normalize: unit-norm h (cosine critic).
+        reg_weight: weight of the optional ReMINE term on log E_Q[e^g] (it only pins the free
+            additive constant of g; the FLO value is invariant to it).
+        reg_target: its target.
+        reg_distance: "squared" or "absolute".
+
+    Returns:
+        dict of ``loss`` (with gradient), ``mi_estimate`` (the FLO bound), ``joint_term``,
+        ``log_partition`` and ``neg_pmi`` (mean u, about -I at the optimum), all but ``loss``
+        detached.
     """
     n = z1.shape[0]
     scores, h1 = _local_scores(z1, z2, temperature, normalize)
@@ -117,9 +148,24 @@ def flo_ssl_loss(
 
 
 class ReMINESSLLoss(torch.nn.Module):
-    """Holds the settings of :func:`remine_ssl_loss` and MINE's moving average (float64 buffer
-    ``ema``, checkpointed, updated in training mode only; identical on every process since it is
-    computed from gathered statistics)."""
+    """:func:`remine_ssl_loss` as a module: ``forward(z1, z2)`` returns its dict (no ``state``).
+
+    ReMINE (Choi & Lee, UAI 2022; Siyeong-Lee/Deconstructing-MINE,
+    ``experiments_self_contrastive.py``). The module keeps MINE's moving average as the float64
+    buffer ``ema`` (checkpointed, updated in training mode only; identical on every process since
+    it is computed from gathered statistics).
+
+    Args:
+        estimator: one of dv, mine, smile, infonce, nwj, tuba, js; dv with ``reg_weight > 0`` is
+            the official ReMINE.
+        reg_weight: lambda of the regularizer; 0 gives the unregularized bound.
+        reg_target: its target C.
+        reg_distance: "squared" or "absolute".
+        temperature: t of the critic <f(x1), f(x2)> / t.
+        normalize: L2-normalise the embeddings first.
+        **estimator_kwargs: the estimator's options (``clip``, ``objective``, ``clip_joint``,
+            ``momentum``).
+    """
 
     def __init__(
         self,
@@ -154,9 +200,11 @@ class ReMINESSLLoss(torch.nn.Module):
 
 
 class FLOSSLLoss(torch.nn.Module):
-    """FLO loss that owns its u head: an MLP on [h1; h2] (2 * dim -> hidden -> 1), as the official
-    ``LossFLO`` pairs a u network with the bilinear critic. Its parameters must be optimized with
-    the encoder's (they are this module's parameters).
+    """FLO loss that owns its u head: ``forward(z1, z2)`` is :func:`flo_ssl_loss` with it.
+
+    Guo et al., NeurIPS 2022. The u head is an MLP on [h1; h2] (2 * dim -> hidden -> 1), as the
+    official ``LossFLO`` pairs a u network with the bilinear critic. Its parameters must be
+    optimized with the encoder's (they are this module's parameters).
 
     Ours (``configs/methods/flo.yaml``): a fixed temperature 0.1, the SimCLR-style value for a
     cosine critic, and a 512-unit u head. Official (qingguo666/FLO,
@@ -167,6 +215,16 @@ class FLOSSLLoss(torch.nn.Module):
     features. Differences left: the notebook's MLPs use Xavier-uniform weights (ours PyTorch's
     default init), and tau is a weight like any other here (weight decay applies; the notebook
     trains with plain Adam).
+
+    Args:
+        dim: embedding width D.
+        hidden_dim: width of the u head's hidden layer.
+        temperature: t of the critic (the initial tau with ``learn_temperature``).
+        normalize: unit-norm embeddings (cosine critic).
+        reg_weight: weight of the optional term on log E_Q[e^g].
+        reg_target: its target.
+        reg_distance: "squared" or "absolute".
+        learn_temperature: make the temperature the learned parameter ``tau``.
     """
 
     def __init__(

@@ -1,5 +1,11 @@
-"""Method registry: ``--method NAME`` -> LightningModule class (one small file each)."""
+"""The LightningModules behind ``--method NAME`` (one small file each).
 
+``METHODS`` maps each ``--method`` name to its class. Every class is built from a resolved
+config (``infossl.config``) and the number of labelled classes; ``BaseMethod`` holds the shared
+backbone, projector, online probe, optimizer and logging.
+"""
+
+from infossl.methods.base import BaseMethod
 from infossl.methods.corinfomax import CorInfoMax
 from infossl.methods.dml import DMLCrossEntropy, DMLPairwise
 from infossl.methods.flo import FLO
@@ -14,3 +20,14 @@ METHODS = {
     "dml-ce": DMLCrossEntropy,
     "dml-pairwise": DMLPairwise,
 }
+
+__all__ = [
+    "METHODS",
+    "BaseMethod",
+    "InfoNCE",
+    "CorInfoMax",
+    "FLO",
+    "ReMINE",
+    "DMLCrossEntropy",
+    "DMLPairwise",
+]

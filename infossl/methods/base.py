@@ -20,6 +20,7 @@ from lightly.models.modules.heads import ProjectionHead
 from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import CosineWarmupScheduler
+from pytorch_lightning.loggers import TensorBoardLogger
 from torchmetrics.classification import MulticlassAccuracy
 
 from infossl.backbones import build_backbone
@@ -35,6 +36,19 @@ from infossl.rundir import CHECKPOINT_FORMAT_KEY, CHECKPOINT_FORMAT_VERSION
 
 # Modules trained by their own optimizer (or not at all) and so kept out of the main one.
 _OWN_OPTIMIZER = ("online_probe", "regularizers", "val_accuracy")
+
+# An InfoNCE-type estimate cannot exceed log K, K the candidates each positive competes with
+# (van den Oord et al. 2018; Poole et al. 2019): logged beside the estimate and drawn
+# with it on one TensorBoard chart (the "Custom Scalars" tab).
+MI_CEILING_TAG = "train/mi_ceiling_log_k"
+MI_CHART_LAYOUT = {
+    "MI": {
+        "train/mi_estimate vs its ceiling log K": [
+            "Multiline",
+            ["train/mi_estimate", MI_CEILING_TAG],
+        ]
+    }
+}
 
 
 def mlp_projector(
@@ -64,6 +78,19 @@ def build_regularizer(spec: dict, dim: int) -> nn.Module:
 
 
 class BaseMethod(pl.LightningModule):
+    """The LightningModule every method extends: backbone -> projector -> ``loss_terms``.
+
+    Adds an online linear probe on detached features (``val/online_top1``), the optimizer
+    (SGD, LARS or AdamW; lr scaled by global batch / 256, Goyal et al. 2017) with a warm-up
+    cosine schedule stepped per optimizer step, the config's KNIFE regularizers and the
+    non-finite-loss guard. A subclass implements ``loss_terms`` (and may override
+    ``build_projector`` and ``mi_ceiling``).
+
+    Args:
+        cfg: a resolved config (``infossl.config``: base.yaml < data < method < flags).
+        num_classes: classes of the labelled training data (None: unlabelled).
+    """
+
     # Stricter rules (a dataclass in infossl/config_schema.py's vocabulary) for keys of the
     # method's ``loss`` section than their types in configs/methods/<method>.yaml.
     LOSS_RULES: type | None = None
@@ -141,6 +168,11 @@ class BaseMethod(pl.LightningModule):
         """Return a dict with ``loss`` and any named terms (logged as ``train/<name>``)."""
         raise NotImplementedError  # pragma: no cover - every method overrides it
 
+    def mi_ceiling(self, global_batch: int) -> float | None:
+        """log K, the most ``train/mi_estimate`` can read with ``global_batch`` pairs in the
+        gathered batch (InfoNCE-type bounds); None where the estimate has no such cap."""
+        return None
+
     # ---- shared training logic --------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)
@@ -177,6 +209,10 @@ class BaseMethod(pl.LightningModule):
             guard.record(loss, logs, self.global_step)
         if logging_step(self.trainer):
             logs["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+            # A Python float from the batch shape: no host sync (gather_cat needs equal shapes).
+            ceiling = self.mi_ceiling(views[0].shape[0] * self.trainer.world_size)
+            if ceiling is not None:
+                logs[MI_CEILING_TAG] = ceiling
             self.log_dict(logs, on_step=True, on_epoch=False)
             self.log("loss", loss.detach(), prog_bar=True, logger=False)
         return loss + probe_loss
@@ -196,6 +232,14 @@ class BaseMethod(pl.LightningModule):
         correct = (logits.argmax(1) == labels) & labelled
         logs["train/online_top1"] = correct.sum() / count
         return probe_loss
+
+    def on_fit_start(self):
+        # The estimate and its ceiling on one chart (written once per fit, by global rank 0).
+        if self.mi_ceiling(self.global_batch_size()) is None:
+            return
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_custom_scalars(MI_CHART_LAYOUT)
 
     # The non-finite guard's device flag is read where the host waits anyway or must know.
     def on_train_batch_end(self, outputs, batch, batch_idx):

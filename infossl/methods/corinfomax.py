@@ -28,6 +28,16 @@ class CorInfoMaxLossRules:
 
 
 class CorInfoMax(BaseMethod):
+    """``--method corinfomax``: log-det covariance + alignment (Ozsoy et al., NeurIPS 2022).
+
+    serdarozsoy/corinfomax-ssl (``CovarianceLossv2`` in ``cifars-tiny/loss.py``, projector
+    ``CovModel``); see :class:`infossl.losses.CorInfoMaxLoss`.
+
+    Args:
+        cfg: a resolved config (``infossl.config``: base.yaml < data < method < flags).
+        num_classes: classes of the labelled training data (None: unlabelled).
+    """
+
     LOSS_RULES = CorInfoMaxLossRules
 
     def __init__(self, cfg: dict, num_classes: int | None):

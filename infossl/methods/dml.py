@@ -151,6 +151,17 @@ class DMLMethod(BaseMethod):
 
 
 class DMLCrossEntropy(DMLMethod):
+    """``--method dml-ce``: metric learning with the smoothed cross-entropy (Boudiaf, Rony et
+    al., ECCV 2020).
+
+    jeromerony/dml_cross_entropy (``models/base_model.py``, ``utils/utils.py:
+    SmoothCrossEntropy``); logs the MI lower bound H(Y) - CE as ``train/mi_lower_bound``.
+
+    Args:
+        cfg: a resolved config (``infossl.config``: base.yaml < data < method < flags).
+        num_classes: classes of the labelled training data (None: unlabelled).
+    """
+
     LOSS_RULES = DMLCrossEntropyLossRules
 
     @classmethod
@@ -172,6 +183,7 @@ class DMLCrossEntropy(DMLMethod):
         self.h_y = uniform_label_entropy(num_classes)
 
     def on_fit_start(self):
+        super().on_fit_start()
         datamodule = getattr(self.trainer, "datamodule", None)
         counts = datamodule.train_label_counts() if datamodule is not None else None
         if counts is not None and int(counts.sum()) > 0:
@@ -192,6 +204,16 @@ class DMLCrossEntropy(DMLMethod):
 
 
 class DMLPairwise(DMLMethod):
+    """``--method dml-pairwise``: a pairwise metric-learning loss from pytorch-metric-learning.
+
+    Contrastive, multi-similarity, triplet or SNCA on the global batch; see
+    :class:`infossl.losses.PairwiseLoss`.
+
+    Args:
+        cfg: a resolved config (``infossl.config``: base.yaml < data < method < flags).
+        num_classes: classes of the labelled training data (None: unlabelled).
+    """
+
     LOSS_RULES = DMLPairwiseLossRules
 
     @classmethod

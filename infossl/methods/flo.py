@@ -24,6 +24,16 @@ class FLOLossRules:
 
 
 class FLO(BaseMethod):
+    """``--method flo``: the FLO bound between two views (Guo et al., NeurIPS 2022).
+
+    qingguo666/FLO (``Jupyter-Notebook/FLO-BiLinear-code-snippet.ipynb``: ``LossFLO``); see
+    :class:`infossl.losses.FLOSSLLoss`.
+
+    Args:
+        cfg: a resolved config (``infossl.config``: base.yaml < data < method < flags).
+        num_classes: classes of the labelled training data (None: unlabelled).
+    """
+
     LOSS_RULES = FLOLossRules
 
     def __init__(self, cfg: dict, num_classes: int | None):

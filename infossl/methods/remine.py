@@ -14,6 +14,7 @@ on the clipped DV value, joint term clipped too); ``nwj`` / ``tuba`` with the re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -51,6 +52,17 @@ class ReMINELossRules:
 
 
 class ReMINE(BaseMethod):
+    """``--method remine``: a (ReMINE-regularized) MI bound between two views (Choi & Lee, UAI
+    2022).
+
+    Siyeong-Lee/Deconstructing-MINE (``experiments_self_contrastive.py``); see
+    :class:`infossl.losses.ReMINESSLLoss`.
+
+    Args:
+        cfg: a resolved config (``infossl.config``: base.yaml < data < method < flags).
+        num_classes: classes of the labelled training data (None: unlabelled).
+    """
+
     LOSS_RULES = ReMINELossRules
 
     def __init__(self, cfg: dict, num_classes: int | None):
@@ -61,3 +73,8 @@ class ReMINE(BaseMethod):
 
     def loss_terms(self, features, embeddings, labels):
         return self.criterion(*embeddings)
+
+    def mi_ceiling(self, global_batch: int) -> float | None:
+        # InfoNCE on the N x N score matrix is capped at log N; DV, MINE, SMILE, NWJ, TUBA and
+        # JS have no such cap (Poole et al. 2019), so no ceiling is drawn for them.
+        return math.log(global_batch) if self.criterion.estimator == "infonce" else None

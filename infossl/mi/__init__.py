@@ -2,7 +2,8 @@
 
 Trains one of the project's estimators (critic bounds, FLO, KNIFE) on a training split with early
 stopping on a held-out split, and reports the held-out estimate with a bootstrap uncertainty.
-Command line: ``python -m infossl.mi x.npy y.npy``.
+Command line: ``python -m infossl.mi x.npy y.npy``. ``ESTIMATORS`` names the estimators
+``estimate`` accepts.
 
 Importing this package is cheap: torch loads on first use of a name below (PEP 562).
 """

@@ -40,7 +40,20 @@ class MIInputError(ValueError):
 
 @dataclass
 class MIEstimate:
-    """Result of :func:`estimate`; every number in nats."""
+    """Result of :func:`estimate`; every number in nats.
+
+    Attributes:
+        estimate: the held-out estimate at ``best_step``.
+        stderr: bootstrap standard error over the held-out rows.
+        ci: 95 % bootstrap percentile interval.
+        best_step: training step of the reported evaluation.
+        curve: ``step``, ``heldout``, ``train``: one entry per evaluation.
+        estimator: the estimator's name.
+        settings: every setting used, with ``n_train`` and ``n_heldout``.
+        stopped_early: patience ran out before ``max_steps``.
+        skipped_steps: updates skipped because the training loss was not finite.
+        seconds: wall time.
+    """
 
     estimate: float  # held-out estimate at best_step
     stderr: float  # bootstrap standard error over held-out rows

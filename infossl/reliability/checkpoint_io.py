@@ -81,6 +81,18 @@ def _write_error(path: Path, err: OSError) -> CheckpointWriteError:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` that leaves either the old file or the whole new one, never a torn file.
+
+    Writes a temporary file in the same directory, fsyncs it, renames it over ``path``
+    (``os.replace``, atomic on POSIX) and fsyncs the directory.
+
+    Args:
+        obj: what ``torch.save`` accepts.
+        path: the target file; its parent directories are created.
+
+    Raises:
+        CheckpointWriteError: one line naming the path and the OS error (e.g. a full disk).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -112,9 +124,20 @@ def _looks_like_pickle(path: Path) -> bool:
 
 
 def load_checkpoint_safely(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dict:
-    """``torch.load(weights_only=True)`` with one-line ``CheckpointError`` messages for a
-    missing, foreign, truncated or corrupted file and for one that carries pickled code.
-    ``mmap=True`` maps tensors instead of reading them (cheap metadata look-ups)."""
+    """``torch.load(weights_only=True)``: a checkpoint's tensors and plain values, never code.
+
+    Args:
+        path: the checkpoint file.
+        map_location: as ``torch.load``'s.
+        mmap: map tensors instead of reading them (cheap metadata look-ups).
+
+    Returns:
+        The loaded dict.
+
+    Raises:
+        CheckpointError: one line for a missing, foreign, truncated or corrupted file and for
+            one that carries pickled code.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(

@@ -64,8 +64,18 @@ def describe_terms(terms: dict) -> str:
 
 
 class NonFiniteGuard:
-    """``check(loss, terms, step)`` -> True when the batch must be skipped; raises
-    ``NonFiniteLossError`` once more than ``skip_limit`` batches were non-finite."""
+    """Skip or stop on a NaN/Inf loss, naming the step and the terms that went non-finite.
+
+    ``check(loss, terms, step)`` -> True when the batch must be skipped (one host sync per step);
+    it raises ``NonFiniteLossError`` once more than ``skip_limit`` batches were non-finite. With
+    ``skip_limit`` 0, ``record`` keeps a device-side flag instead (no sync) and
+    ``raise_if_recorded`` raises at the next point the host waits anyway.
+
+    Args:
+        skip_limit: non-finite batches to skip before stopping (0: stop at the first).
+        last_checkpoint: returns the newest checkpoint's path, for the error message.
+        inject_at_steps: steps whose loss is replaced by NaN (fault-injection tests).
+    """
 
     def __init__(
         self,

@@ -68,7 +68,12 @@ def _slurm_requeue_owns_sigusr1(trainer: pl.Trainer) -> bool:
 
 
 class PreemptionCheckpoint(pl.Callback):
-    """Save ``last_path`` and stop, on every process at the same step, after SIGTERM/SIGUSR1."""
+    """Save ``last_path`` and stop, on every process at the same step, after SIGTERM/SIGUSR1.
+
+    Args:
+        last_path: the checkpoint to write (``checkpoints/last.ckpt``).
+        every_n_steps: how often the processes agree on whether a signal arrived.
+    """
 
     def __init__(self, last_path: str | Path, every_n_steps: int = 1):
         if every_n_steps < 1:

@@ -61,9 +61,19 @@ def not_a_training_checkpoint(checkpoint: dict, expected_keys: set[str] | None) 
 def choose_resume_checkpoint(
     run_dir: str | Path, expected_keys: set[str] | None = None
 ) -> ResumeChoice:
-    """The newest loadable training checkpoint (its state_dict keys equal to ``expected_keys``
-    when given) and the warnings about the files passed over. Raises ``CheckpointError`` (one
-    line) when checkpoints exist but none qualifies."""
+    """The checkpoint ``--resume auto`` continues: the newest loadable training checkpoint.
+
+    Args:
+        run_dir: the run directory (its ``checkpoints/*.ckpt`` are read).
+        expected_keys: the model's state_dict keys; a checkpoint with other keys is passed over.
+
+    Returns:
+        ``ResumeChoice`` of ``path`` (None when the run has no checkpoint), ``global_step`` and
+        one warning message per file passed over.
+
+    Raises:
+        CheckpointError: one line, when checkpoints exist but none qualifies.
+    """
     directory = Path(run_dir) / "checkpoints"
     files = sorted(directory.glob("*.ckpt")) if directory.is_dir() else []
     if not files:

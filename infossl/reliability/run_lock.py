@@ -32,8 +32,15 @@ class RunLockedError(RunDirError):
 
 class RunDirLock:
     """Exclusive, non-blocking lock on ``run_dir``; ``with RunDirLock(d): ...`` or
-    ``acquire()`` / ``release()``. Held until ``release()`` or the end of the process, even if
-    the object itself is dropped (deliberately no ``__del__``)."""
+    ``acquire()`` / ``release()``.
+
+    Held until ``release()`` or the end of the process, even if the object itself is dropped
+    (deliberately no ``__del__``); ``acquire`` raises ``RunLockedError`` (one line) when another
+    live process holds it.
+
+    Args:
+        run_dir: the run directory; the lock file is ``.<name>.lock`` beside it.
+    """
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)

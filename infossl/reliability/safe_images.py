@@ -40,8 +40,13 @@ BAD_IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.Decompres
 
 
 class SafeImageLoader:
-    """``policy`` skip (None for a bad file, with a warning) or error (``BadImageError``
-    naming the file; ``fix`` says what to do about it)."""
+    """Image-file loader that survives undecodable files: ``loader(path)`` -> RGB PIL or None.
+
+    Args:
+        policy: "skip" (None for a bad file, with a warning) or "error" (``BadImageError``
+            naming the file).
+        fix: what the error message tells the user to do about it.
+    """
 
     def __init__(
         self, policy: str = "skip", fix: str = "remove or fix it, or set data.on_bad_image=skip"
