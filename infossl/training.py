@@ -11,27 +11,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from infossl import config as C
-from infossl.backbones import check_pretrained_weights
-from infossl.callbacks import (
-    BadImageCounter,
-    LastCheckpointEveryEpoch,
-    RNGStateCheckpoint,
-    StopAfterEpoch,
-    Throughput,
-)
-from infossl.console import QuietTensorBoardLogger, quiet_console
-from infossl.data.datamodule import SSLDataModule
 from infossl.errors import UserError
-from infossl.methods import METHODS
-from infossl.reliability.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
-from infossl.reliability.preemption import PreemptionCheckpoint
-from infossl.reliability.resume import choose_resume_checkpoint, not_a_training_checkpoint
 from infossl.reliability.run_lock import RunDirLock
 from infossl.rundir import (
     checkpoint_dir,
@@ -44,11 +29,15 @@ from infossl.rundir import (
     warn,
     write_config,
 )
-from infossl.runtime import resolve_devices, strategy_for
-from infossl.speed import apply_to_model, resolve_speed
 
-# torch, Lightning and timm are imported inside the functions that use them: _resolve runs
-# without them, so a config error answers in a fraction of a second (tests/test_cli_startup.py).
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from infossl.data.datamodule import SSLDataModule
+
+# torch, Lightning and timm (several seconds of imports) are imported inside the functions
+# that use them, after ``_resolve``: a bad method, override, config file, key or value is
+# answered before they load (tests/test_cli_startup.py, benchmarks/cli_startup.py).
 
 DEFAULT_DATA = "cifar10"  # the papers' benchmark; the offline demo passes --data digits
 
@@ -141,6 +130,9 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
 
 def _checked_checkpoint(path: Path, expected_keys: set[str]) -> Path:
     """--resume PATH must be a training checkpoint of this model (refused in one line)."""
+    from infossl.reliability.checkpoint_io import load_checkpoint_safely
+    from infossl.reliability.resume import not_a_training_checkpoint
+
     problem = not_a_training_checkpoint(load_checkpoint_safely(path, mmap=True), expected_keys)
     if problem:
         raise UserError(f"--resume {path}: not a training checkpoint of this run ({problem})")
@@ -150,6 +142,8 @@ def _checked_checkpoint(path: Path, expected_keys: set[str]) -> Path:
 def _open_run_dir(run: ResolvedRun, resume: str | None, expected_keys: set[str]) -> Path | None:
     """Create, fork into or reopen the run directory (the launching process, holding the run's
     lock); return the checkpoint to continue from, saying what was found and done."""
+    from infossl.reliability.resume import choose_resume_checkpoint
+
     run_dir = run.run_dir
     if run.fork_of is not None:
         create_run_dir(run_dir)  # refuses an existing NEW: a fork never writes into a run
@@ -182,6 +176,8 @@ def _open_run_dir(run: ResolvedRun, resume: str | None, expected_keys: set[str])
 
 
 def _warn_if_schedule_changes(checkpoint: Path, cfg: dict) -> None:
+    from infossl.reliability.checkpoint_io import load_checkpoint_safely
+
     trained = load_checkpoint_safely(checkpoint, mmap=True).get("hyper_parameters", {})
     before = trained.get("cfg", {}).get("trainer", {}).get("epochs")
     now = cfg["trainer"]["epochs"]
@@ -231,6 +227,8 @@ def _check_resume_fits(method: pl.LightningModule, checkpoint: Path, cfg: dict) 
     """Refuse to resume from weights that do not fit the model this config builds (a changed
     width, projector or image-size stem), naming the config keys that differ, before the run
     directory is touched: loading would fail only after config.yaml was replaced."""
+    from infossl.reliability.checkpoint_io import load_checkpoint_safely
+
     state = load_checkpoint_safely(checkpoint, mmap=True)
     stored = state.get("state_dict", {})
     expected = method.state_dict()
@@ -256,6 +254,10 @@ def _callbacks(cfg: dict, run_dir: Path) -> list:
 
     from infossl.callbacks import (
         BadImageCounter,
+        LastCheckpointEveryEpoch,
+        RNGStateCheckpoint,
+        StopAfterEpoch,
+        Throughput,
     )
     from infossl.reliability.preemption import PreemptionCheckpoint
 
@@ -292,6 +294,16 @@ def _callbacks(cfg: dict, run_dir: Path) -> list:
 def run_training(req: TrainRequest) -> dict | None:
     """Fit one run; return the final metrics in the launching process (None elsewhere)."""
     run = _resolve(req)
+    import pytorch_lightning as pl
+
+    from infossl.backbones import check_pretrained_weights
+    from infossl.console import quiet_console
+    from infossl.data.datamodule import SSLDataModule
+    from infossl.methods import METHODS
+    from infossl.reliability.resume import choose_resume_checkpoint
+    from infossl.runtime import resolve_devices
+    from infossl.speed import apply_to_model, resolve_speed
+
     quiet_console()
     cfg = run.cfg
     plain = C.to_plain(cfg)
@@ -342,6 +354,15 @@ def run_training(req: TrainRequest) -> dict | None:
 
 
 def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | None:
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from infossl.callbacks import BadImageCounter
+    from infossl.console import QuietTensorBoardLogger
+    from infossl.reliability.checkpoint_io import AtomicCheckpointIO
+    from infossl.reliability.preemption import PreemptionCheckpoint
+    from infossl.runtime import strategy_for
+
     last = checkpoint_dir(run.run_dir) / "last.ckpt"
     method.nonfinite_guard.last_checkpoint = lambda: str(last) if last.is_file() else None
     t = plain["trainer"]

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
@@ -31,24 +30,15 @@ from infossl.eval import diagnostics
 from infossl.eval.embedding_map import embedding_maps
 from infossl.eval.knn import knn_top1
 from infossl.eval.linear import extract_features, train_linear_probe, train_linear_probe_on_images
+from infossl.eval.settings import eval_settings
 from infossl.reliability.checkpoint_io import load_checkpoint_safely
 from infossl.reliability.safe_images import SafeImageLoader
 from infossl.rundir import run_dir_of_checkpoint
 from infossl.runtime import resolve_devices, resolve_num_workers
 
-EVAL_FLAGS = ("epochs", "batch_size", "lr", "augment", "num_workers", "precision", "seed")
-
 
 def _eval_settings(args) -> dict:
-    cfg = C.load_yaml(C.CONFIG_DIR / "eval" / "linear.yaml")
-    given = {k: getattr(args, k) for k in EVAL_FLAGS if getattr(args, k, None) is not None}
-    settings = OmegaConf.to_container(C.merge_values(cfg, given))
-    # Every flag and setting before any data is read or anything is written: a NaN lr would
-    # otherwise train a chance-level probe and record it as a result.
-    S.check_mapping(settings, S.LinearEval)
-    S.check(list(args.recall_k), S.RecallK, "--recall-k")
-    if args.gpus is not None and args.gpus < 0:
-        raise UserError(f"--gpus {args.gpus}: give 0 (CPU) or a positive number of GPUs")
+    settings = eval_settings(args)
     settings["num_workers"] = resolve_num_workers(settings["num_workers"], 1)
     return settings
 
