@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # answered before they load (tests/test_cli_startup.py, benchmarks/cli_startup.py).
 
 DEFAULT_DATA = "cifar10"  # the papers' benchmark; the offline demo passes --data digits
+QUICK_DATA = "digits"  # --quick without --data: the offline demo (no download)
 
 
 # One lock per run directory and process, kept until the process exits: a second run of the
@@ -58,6 +59,7 @@ class TrainRequest:
     resume: str | None = None
     run_root: Path = Path("runs")
     name: str | None = None
+    quick: bool = False  # --quick: configs/quick.yaml over the method x data config
 
 
 @dataclass
@@ -87,14 +89,15 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
         run_dir = req.run_root / req.name if req.name else source
     fork_of = source if source and run_dir and run_dir.resolve() != source else None
 
-    data = req.data or DEFAULT_DATA
+    data = req.data or (QUICK_DATA if req.quick else DEFAULT_DATA)
     if run_dir is None:
         if req.method is None and req.name is None:
             raise UserError(
                 "--method is required (e.g. --method infonce --data digits); "
                 "to resume a run give its --name with --resume auto"
             )
-        run_dir = req.run_root / (req.name or f"{req.method}-{data}")
+        suffix = "-quick" if req.quick else ""  # never the full run's directory
+        run_dir = req.run_root / (req.name or f"{req.method}-{data}{suffix}")
     _check_writable(run_dir, req.run_root)
 
     existing = (run_dir / "config.yaml").is_file()
@@ -116,7 +119,7 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
                 if req.resume
                 else "--method is required for a new run (e.g. --method infonce)"
             )
-        cfg = C.default_config(req.method, data)
+        cfg = C.default_config(req.method, data, req.quick)
     if req.config:
         cfg = C.merge_file(cfg, req.config)
     cfg = C.merge_values(cfg, req.flags)
@@ -343,6 +346,7 @@ def run_training(req: TrainRequest) -> dict | None:
                 f"cannot write the run directory {run.run_dir} ({err.strerror}); choose "
                 "another --run-dir"
             ) from err
+        print(f"run directory {run.run_dir} (config.yaml, TensorBoard events, checkpoints/)")
         if checkpoint is not None:
             print(f"resuming from {checkpoint}")
             _warn_if_schedule_changes(checkpoint, plain)
