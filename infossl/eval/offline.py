@@ -277,8 +277,10 @@ def run_evaluation(args) -> dict:
 
 
 def result_header(args, cfg: dict, checkpoint: dict, data: str, protocol: str) -> dict:
-    """The fields every evaluation JSON starts with: what was evaluated, and how."""
-    return {
+    """The fields every evaluation JSON starts with: what was evaluated, and how. A random-init
+    baseline was pretrained by nothing: its pretraining fields are null, and
+    ``architecture_from`` names the checkpoint whose architecture it rebuilt."""
+    header = {
         "checkpoint": str(args.ckpt),
         "data": data,
         "protocol": protocol,
@@ -287,6 +289,16 @@ def result_header(args, cfg: dict, checkpoint: dict, data: str, protocol: str) -
         "pretraining_method": cfg["method"],
         "pretraining_step": checkpoint.get("global_step"),
     }
+    if args.random_init:
+        header["architecture_from"] = {
+            "checkpoint": str(args.ckpt),
+            "method": header.pop("pretraining_method"),
+            "step": header.pop("pretraining_step"),
+            "backbone": cfg["backbone"]["name"],
+            "width": cfg["backbone"]["width"],
+        }
+        header["pretraining_method"] = header["pretraining_step"] = None
+    return header
 
 
 def result_path(args, run_dir: Path | None, data: str, protocol: str) -> Path:
