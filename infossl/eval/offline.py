@@ -339,7 +339,11 @@ def _write(result: dict, args, run_dir: Path | None, data: str, protocol: str) -
                         metric = metric.replace("@", "_at_")
                         writer.add_scalar(f"eval/{data}/{tag}/{metric}", value, step)
     for name, entry in result["protocols"].items():
-        shown = {k: v for k, v in entry.items() if k != "settings"}
+        shown = {  # the JSON keeps full precision
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in entry.items()
+            if k != "settings"
+        }
         print(f"{name:34s} {json.dumps(shown)}")
     print(f"wrote {out}")
     return out
