@@ -343,7 +343,9 @@ def run_one(args, row: Row | None, seed: int, baseline_ckpt: Path | None) -> dic
             record["eval_settings"] = protocols["offline linear probe"]["settings"]
             record["eval_wall_time_s"] = round(time.time() - t0, 1)
             if record["status"] == "ok" and row is not None:
-                # The training monitor's rule (infossl/eval/monitor.py), on the clean val set.
+                # Judged by the projector output's effective rank, the rule these results
+                # were recorded with (the training monitor judges the backbone features,
+                # infossl/eval/monitor.py).
                 emb = record["diagnostics"]["embeddings"]["effective_rank"]
                 if not math.isfinite(emb):
                     record["status"] = "diverged"

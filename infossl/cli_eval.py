@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
+    from infossl.eval.settings import check_request
+
+    check_request(args)  # a bad flag or a missing checkpoint answers before torch loads
     from infossl.eval.offline import run_evaluation
 
     run_evaluation(args)

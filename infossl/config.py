@@ -5,6 +5,7 @@ Resolution order (later wins):
     configs/data/<data>.yaml               dataset: image size, normalisation, augmentation preset
     configs/methods/<method>.yaml          method: projector, loss, optimizer
     configs/methods/<method>/<data>.yaml   the paper's hyper-parameters for that pair, if any
+    configs/quick.yaml                     with --quick only: a small backbone, few epochs
     --config FILE                          a user file (e.g. a run's resolved config.yaml)
     CLI flags, then key=value overrides
 After the files are merged the config is frozen in struct mode, so an unknown key in a user file
@@ -80,7 +81,7 @@ def available(kind: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
 
 
-def default_config(method: str, data: str) -> DictConfig:
+def default_config(method: str, data: str, quick: bool = False) -> DictConfig:
     if method not in available("methods"):
         raise ConfigError(
             f"unknown method '{method}'; choose one of: {', '.join(available('methods'))}"
@@ -97,6 +98,8 @@ def default_config(method: str, data: str) -> DictConfig:
     pair = CONFIG_DIR / "methods" / method / f"{data}.yaml"
     if pair.is_file():
         layers.append(pair)
+    if quick:
+        layers.append(CONFIG_DIR / "quick.yaml")
     cfg = OmegaConf.merge(*(load_yaml(p) for p in layers))
     cfg.method = method
     cfg.data.name = data

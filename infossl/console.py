@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import warnings
 
+from lightning_fabric.loggers.tensorboard import TensorBoardLogger as FabricTensorBoardLogger
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 _LIBRARIES = r"(torch|torchvision|pytorch_lightning|lightning_fabric|lightning|timm|lightly)(\.|$)"
 _INFO_LOGGERS = (
@@ -44,3 +46,9 @@ class QuietTensorBoardLogger(TensorBoardLogger):
 
     def log_hyperparams(self, params, metrics=None) -> None:
         return None
+
+    @rank_zero_only
+    def save(self) -> None:
+        # pytorch_lightning's TensorBoardLogger.save writes hparams.yaml (an empty "{}" once
+        # log_hyperparams is off) besides flushing; the flush is lightning_fabric's save.
+        FabricTensorBoardLogger.save(self)

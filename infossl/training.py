@@ -11,27 +11,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from infossl import config as C
-from infossl.backbones import check_pretrained_weights
-from infossl.callbacks import (
-    BadImageCounter,
-    LastCheckpointEveryEpoch,
-    RNGStateCheckpoint,
-    StopAfterEpoch,
-    Throughput,
-)
-from infossl.console import QuietTensorBoardLogger, quiet_console
-from infossl.data.datamodule import SSLDataModule
 from infossl.errors import UserError
-from infossl.methods import METHODS
-from infossl.reliability.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
-from infossl.reliability.preemption import PreemptionCheckpoint
-from infossl.reliability.resume import choose_resume_checkpoint, not_a_training_checkpoint
 from infossl.reliability.run_lock import RunDirLock
 from infossl.rundir import (
     checkpoint_dir,
@@ -46,13 +31,18 @@ from infossl.rundir import (
     warn,
     write_config,
 )
-from infossl.runtime import resolve_devices, strategy_for
-from infossl.speed import apply_to_model, resolve_speed
 
-# torch, Lightning and timm are imported inside the functions that use them: _resolve runs
-# without them, so a config error answers in a fraction of a second (tests/test_cli_startup.py).
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from infossl.data.datamodule import SSLDataModule
+
+# torch, Lightning and timm (several seconds of imports) are imported inside the functions
+# that use them, after ``_resolve``: a bad method, override, config file, key or value is
+# answered before they load (tests/test_cli_startup.py, benchmarks/cli_startup.py).
 
 DEFAULT_DATA = "cifar10"  # the papers' benchmark; the offline demo passes --data digits
+QUICK_DATA = "digits"  # --quick without --data: the offline demo (no download)
 
 
 # One lock per run directory and process, kept until the process exits: a second run of the
@@ -71,6 +61,7 @@ class TrainRequest:
     resume: str | None = None
     run_root: Path = Path("runs")
     name: str | None = None
+    quick: bool = False  # --quick: configs/quick.yaml over the method x data config
 
 
 @dataclass
@@ -100,14 +91,15 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
         run_dir = req.run_root / req.name if req.name else source
     fork_of = source if source and run_dir and run_dir.resolve() != source else None
 
-    data = req.data or DEFAULT_DATA
+    data = req.data or (QUICK_DATA if req.quick else DEFAULT_DATA)
     if run_dir is None:
         if req.method is None and req.name is None:
             raise UserError(
                 "--method is required (e.g. --method infonce --data digits); "
                 "to resume a run give its --name with --resume auto"
             )
-        run_dir = req.run_root / (req.name or f"{req.method}-{data}")
+        suffix = "-quick" if req.quick else ""  # never the full run's directory
+        run_dir = req.run_root / (req.name or f"{req.method}-{data}{suffix}")
     _check_writable(run_dir, req.run_root)
 
     existing = (run_dir / "config.yaml").is_file()
@@ -129,7 +121,7 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
                 if req.resume
                 else "--method is required for a new run (e.g. --method infonce)"
             )
-        cfg = C.default_config(req.method, data)
+        cfg = C.default_config(req.method, data, req.quick)
     if req.config:
         cfg = C.merge_file(cfg, req.config)
     cfg = C.merge_values(cfg, req.flags)
@@ -143,6 +135,9 @@ def _resolve(req: TrainRequest) -> ResolvedRun:
 
 def _checked_checkpoint(path: Path, expected_keys: set[str]) -> Path:
     """--resume PATH must be a training checkpoint of this model (refused in one line)."""
+    from infossl.reliability.checkpoint_io import load_checkpoint_safely
+    from infossl.reliability.resume import not_a_training_checkpoint
+
     problem = not_a_training_checkpoint(load_checkpoint_safely(path, mmap=True), expected_keys)
     if problem:
         raise UserError(f"--resume {path}: not a training checkpoint of this run ({problem})")
@@ -152,6 +147,8 @@ def _checked_checkpoint(path: Path, expected_keys: set[str]) -> Path:
 def _open_run_dir(run: ResolvedRun, resume: str | None, expected_keys: set[str]) -> Path | None:
     """Create, fork into or reopen the run directory (the launching process, holding the run's
     lock); return the checkpoint to continue from, saying what was found and done."""
+    from infossl.reliability.resume import choose_resume_checkpoint
+
     run_dir = run.run_dir
     if run.fork_of is not None:
         create_run_dir(run_dir)  # refuses an existing NEW: a fork never writes into a run
@@ -184,6 +181,8 @@ def _open_run_dir(run: ResolvedRun, resume: str | None, expected_keys: set[str])
 
 
 def _warn_if_schedule_changes(checkpoint: Path, cfg: dict) -> None:
+    from infossl.reliability.checkpoint_io import load_checkpoint_safely
+
     trained = load_checkpoint_safely(checkpoint, mmap=True).get("hyper_parameters", {})
     before = trained.get("cfg", {}).get("trainer", {}).get("epochs")
     now = cfg["trainer"]["epochs"]
@@ -233,6 +232,8 @@ def _check_resume_fits(method: pl.LightningModule, checkpoint: Path, cfg: dict) 
     """Refuse to resume from weights that do not fit the model this config builds (a changed
     width, projector or image-size stem), naming the config keys that differ, before the run
     directory is touched: loading would fail only after config.yaml was replaced."""
+    from infossl.reliability.checkpoint_io import load_checkpoint_safely
+
     state = load_checkpoint_safely(checkpoint, mmap=True)
     stored = state.get("state_dict", {})
     expected = method.state_dict()
@@ -258,6 +259,10 @@ def _callbacks(cfg: dict, run_dir: Path) -> list:
 
     from infossl.callbacks import (
         BadImageCounter,
+        LastCheckpointEveryEpoch,
+        RNGStateCheckpoint,
+        StopAfterEpoch,
+        Throughput,
     )
     from infossl.reliability.preemption import PreemptionCheckpoint
 
@@ -292,6 +297,16 @@ def _callbacks(cfg: dict, run_dir: Path) -> list:
 def run_training(req: TrainRequest) -> dict | None:
     """Fit one run; return the final metrics in the launching process (None elsewhere)."""
     run = _resolve(req)
+    import pytorch_lightning as pl
+
+    from infossl.backbones import check_pretrained_weights
+    from infossl.console import quiet_console
+    from infossl.data.datamodule import SSLDataModule
+    from infossl.methods import METHODS
+    from infossl.reliability.resume import choose_resume_checkpoint
+    from infossl.runtime import resolve_devices
+    from infossl.speed import apply_to_model, resolve_speed
+
     quiet_console()
     cfg = run.cfg
     plain = C.to_plain(cfg)
@@ -331,6 +346,7 @@ def run_training(req: TrainRequest) -> dict | None:
                 f"cannot write the run directory {run.run_dir} ({err.strerror}); choose "
                 "another --run-dir"
             ) from err
+        print(f"run directory {run.run_dir} (config.yaml, TensorBoard events, checkpoints/)")
         if checkpoint is not None:
             print(f"resuming from {checkpoint}")
             _warn_if_schedule_changes(checkpoint, plain)
@@ -342,6 +358,15 @@ def run_training(req: TrainRequest) -> dict | None:
 
 
 def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | None:
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from infossl.callbacks import BadImageCounter
+    from infossl.console import QuietTensorBoardLogger
+    from infossl.reliability.checkpoint_io import AtomicCheckpointIO
+    from infossl.reliability.preemption import PreemptionCheckpoint
+    from infossl.runtime import strategy_for
+
     last = last_checkpoint(run.run_dir)
     method.nonfinite_guard.last_checkpoint = lambda: str(last) if last.is_file() else None
     t = plain["trainer"]

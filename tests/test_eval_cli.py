@@ -60,6 +60,22 @@ def test_pretraining_beats_random_init_and_outputs_are_labelled(pretrained):
     assert sorted(set(labels.split())) == [str(c) for c in range(10)]
     assert len(labels.splitlines()) == 360
     assert "projector_points" not in random["embedding_maps"]  # random init: no TensorBoard
+    # The baseline was pretrained by nothing; it names the checkpoint it took its shape from.
+    steps = 8 * (1437 // 64)
+    assert trained["pretraining_method"] == "infonce" and trained["pretraining_step"] == steps
+    assert "architecture_from" not in trained and trained["random_init"] is False
+    assert random["random_init"] is True
+    assert random["pretraining_method"] is None and random["pretraining_step"] is None
+    assert random["architecture_from"] == {
+        "checkpoint": str(ckpt),
+        "method": "infonce",
+        "step": steps,
+        "backbone": "lightly:resnet-9",
+        "width": 0.125,
+    }
+    # 360 validation samples of 64-d features: the covariance rank can reach 64.
+    assert trained["diagnostics"]["covariance_rank_max"] == 64.0
+    assert 1 <= trained["diagnostics"]["covariance_rank"] <= 64
 
 
 def test_collapse_diagnostics_are_logged_during_pretraining(pretrained):
@@ -75,6 +91,14 @@ def test_collapse_diagnostics_are_logged_during_pretraining(pretrained):
             assert f"diag/{space}/{metric}" in scalars
     # A healthy run keeps its embeddings spread: effective rank well above 1 of 32 dims.
     assert scalars["diag/embeddings/effective_rank"][-1][1] > 4
+    # diagnostics.num_samples=64 (TINY): the centred 64 x 64 feature matrix reaches rank 63 at
+    # most, which the cap beside the rank says.
+    assert scalars["diag/features/covariance_rank_max"][-1][1] == 63.0
+    assert scalars["diag/embeddings/covariance_rank_max"][-1][1] == 32.0
+    assert scalars["diag/features/covariance_rank"][-1][1] <= 63.0
+    # ... and its backbone features stay well above the collapse warning's 0.05 x 63 = 3.15
+    # (measured: 23.8 after 8 epochs).
+    assert scalars["diag/features/effective_rank"][-1][1] > 5 * 0.05 * 63
 
 
 class _Exploit:

@@ -1,6 +1,7 @@
 """train.py end to end on digits: outputs, resume equivalence, DDP on CPU, and bad input."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -10,13 +11,67 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def two_epoch_run(tmp_path_factory):
+def two_epoch(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     result = train(
         root, "straight", "--method", "infonce", "--epochs", "2", "checkpoint.every_n_epochs=1"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return root / "straight"
+    return root / "straight", result
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(two_epoch):
+    return two_epoch[0]
+
+
+# What Lightning and the libraries print that a user can do nothing about (silenced in
+# infossl/console.py); the console holds progress, the run directory, the result and problems.
+NOISE = (
+    "Tip:",
+    "GPU available",
+    "TPU available",
+    "HPU available",
+    "LOCAL_RANK",
+    "Deprecat",
+    "deprecated",
+    "exists and is not empty",
+    "hparams",
+    "Loading `train_dataloader`",
+    "Restor",  # "Restoring states from the checkpoint path at ..."
+    "Warning:",
+    "warnings.warn",
+)
+
+
+def console_lines(result) -> list[str]:
+    """stdout + stderr split at newlines and at the progress bar's carriage returns, without
+    its cursor movements (ANSI escapes)."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", result.stdout + result.stderr).replace("\r", "\n")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def assert_quiet(result) -> list[str]:
+    lines = console_lines(result)
+    noise = [line for line in lines if any(n in line for n in NOISE)]
+    assert noise == [], noise
+    return [line for line in lines if not line.startswith(("Epoch ", "Validation", "Training"))]
+
+
+def test_console_holds_the_run_directory_progress_and_the_result_only(two_epoch):
+    run, result = two_epoch
+    metrics = json.loads((run / "metrics.json").read_text())
+    top1 = metrics["metrics"]["val/online_top1"]
+    # Progress bars aside, exactly three lines: where the run is, how it ended, what was written.
+    assert assert_quiet(result) == [
+        f"run directory {run} (config.yaml, TensorBoard events, checkpoints/)",
+        f"finished: 2 epochs, {metrics['global_step']} steps in {metrics['wall_time_s']} s; "
+        f"val/online_top1={top1:.3f}",
+        f"wrote {run / 'metrics.json'}",
+    ]
+    assert any(line.startswith("Epoch 1: 100%") for line in console_lines(result))
+    # The resolved config is config.yaml; Lightning's duplicate hparams.yaml is not written.
+    assert not (run / "hparams.yaml").exists() and (run / "config.yaml").is_file()
 
 
 def test_run_writes_config_events_checkpoints_and_metrics(two_epoch_run):
@@ -55,6 +110,12 @@ def test_resume_at_epoch_boundary_matches_uninterrupted_run(two_epoch_run, tmp_p
     assert first.returncode == 0, first.stderr[-3000:]
     second = train(tmp_path, "split", "--method", "infonce", "--epochs", "2", "--resume", "auto")
     assert second.returncode == 0, second.stderr[-3000:]
+    # Resuming into its own, non-empty checkpoint folder is expected: no warning about it.
+    said = assert_quiet(second)
+    assert said[:2] == [
+        f"run directory {tmp_path / 'split'} (config.yaml, TensorBoard events, checkpoints/)",
+        f"resuming from {tmp_path / 'split' / 'checkpoints' / 'last.ckpt'}",
+    ]
     straight = torch.load(two_epoch_run / "checkpoints" / "last.ckpt", weights_only=True)
     resumed = torch.load(tmp_path / "split" / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == straight["global_step"]

@@ -9,7 +9,10 @@ diverged run is reported by the monitor rather than crashing it.
   the *centred* matrix above ``tol``. Default ``tol = S.max() * max(N, D) * eps`` as
   ``numpy.linalg.matrix_rank``, with ``eps`` the machine epsilon of the *input* dtype
   (float32: 1.19e-7, float64: 2.22e-16): the SVD runs in float64, but float32 rounding of the
-  input is noise, not rank.
+  input is noise, not rank. A centred N x D matrix has rank at most min(N - 1, D), so with
+  fewer samples than dimensions (512 validation samples, 2048-d ResNet-50 features) the value
+  is capped by the sample count, not by the representation: ``covariance_rank_max`` reports
+  that cap beside it.
 - ``effective_rank``: RankMe (Garrido et al., ICML 2023, Eq. 1): ``exp(-sum_k p_k log p_k)`` with
   ``p_k = s_k / ||s||_1 + 1e-7``, ``s`` the singular values of the *raw, uncentred* embedding
   matrix, as the paper defines it (a large common offset therefore reads as rank ~1).
@@ -77,6 +80,13 @@ def covariance_rank(x: torch.Tensor, tol: float | None = None) -> int:
     if tol is None:
         tol = float(s.max()) * max(x.shape) * eps
     return int((s > tol).sum())
+
+
+def covariance_rank_max(x: torch.Tensor) -> int:
+    """The largest ``covariance_rank`` an N x D matrix can have: min(N - 1, D) (centring
+    removes one dimension of the N rows), 0 without rows."""
+    n, d = x.shape
+    return max(0, min(n - 1, d))
 
 
 def effective_rank(x: torch.Tensor) -> float:
@@ -158,11 +168,14 @@ def std_of_l2_normalized(x: torch.Tensor) -> float:
 
 def metrics(x: torch.Tensor, x_view2: torch.Tensor | None = None) -> dict[str, float]:
     """All scalar diagnostics of one matrix; ``alignment`` only when a second view is given."""
+    cap = float(covariance_rank_max(_as64(x)))
     if not _finite(_as64(x)):
         names = ["covariance_rank", "effective_rank", "std_l2_normalized", "uniformity"]
-        return {name: math.nan for name in names + (["alignment"] if x_view2 is not None else [])}
+        out = {name: math.nan for name in names + (["alignment"] if x_view2 is not None else [])}
+        return {**out, "covariance_rank_max": cap}
     out = {
         "covariance_rank": float(covariance_rank(x)),
+        "covariance_rank_max": cap,
         "effective_rank": effective_rank(x),
         "std_l2_normalized": std_of_l2_normalized(x),
         "uniformity": uniformity(x),
@@ -179,8 +192,9 @@ def collapse_report(
     features_view2: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """``features/<metric>`` and ``embeddings/<metric>`` (metrics above), for TensorBoard's
-    ``diag/`` group. ``<metric>`` is one of covariance_rank, effective_rank, std_l2_normalized,
-    uniformity, and alignment where the second view is given."""
+    ``diag/`` group. ``<metric>`` is one of covariance_rank, covariance_rank_max (its cap
+    min(N - 1, D)), effective_rank, std_l2_normalized, uniformity, and alignment where the
+    second view is given."""
     report = {f"features/{k}": v for k, v in metrics(features, features_view2).items()}
     report.update({f"embeddings/{k}": v for k, v in metrics(embeddings, embeddings_view2).items()})
     return report

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
@@ -31,24 +30,15 @@ from infossl.eval import diagnostics
 from infossl.eval.embedding_map import embedding_maps
 from infossl.eval.knn import knn_top1
 from infossl.eval.linear import extract_features, train_linear_probe, train_linear_probe_on_images
+from infossl.eval.settings import eval_settings
 from infossl.reliability.checkpoint_io import load_checkpoint_safely
 from infossl.reliability.safe_images import SafeImageLoader
 from infossl.rundir import run_dir_of_checkpoint
 from infossl.runtime import resolve_devices, resolve_num_workers
 
-EVAL_FLAGS = ("epochs", "batch_size", "lr", "augment", "num_workers", "precision", "seed")
-
 
 def _eval_settings(args) -> dict:
-    cfg = C.load_yaml(C.CONFIG_DIR / "eval" / "linear.yaml")
-    given = {k: getattr(args, k) for k in EVAL_FLAGS if getattr(args, k, None) is not None}
-    settings = OmegaConf.to_container(C.merge_values(cfg, given))
-    # Every flag and setting before any data is read or anything is written: a NaN lr would
-    # otherwise train a chance-level probe and record it as a result.
-    S.check_mapping(settings, S.LinearEval)
-    S.check(list(args.recall_k), S.RecallK, "--recall-k")
-    if args.gpus is not None and args.gpus < 0:
-        raise UserError(f"--gpus {args.gpus}: give 0 (CPU) or a positive number of GPUs")
+    settings = eval_settings(args)
     settings["num_workers"] = resolve_num_workers(settings["num_workers"], 1)
     return settings
 
@@ -287,8 +277,10 @@ def run_evaluation(args) -> dict:
 
 
 def result_header(args, cfg: dict, checkpoint: dict, data: str, protocol: str) -> dict:
-    """The fields every evaluation JSON starts with: what was evaluated, and how."""
-    return {
+    """The fields every evaluation JSON starts with: what was evaluated, and how. A random-init
+    baseline was pretrained by nothing: its pretraining fields are null, and
+    ``architecture_from`` names the checkpoint whose architecture it rebuilt."""
+    header = {
         "checkpoint": str(args.ckpt),
         "data": data,
         "protocol": protocol,
@@ -297,6 +289,16 @@ def result_header(args, cfg: dict, checkpoint: dict, data: str, protocol: str) -
         "pretraining_method": cfg["method"],
         "pretraining_step": checkpoint.get("global_step"),
     }
+    if args.random_init:
+        header["architecture_from"] = {
+            "checkpoint": str(args.ckpt),
+            "method": header.pop("pretraining_method"),
+            "step": header.pop("pretraining_step"),
+            "backbone": cfg["backbone"]["name"],
+            "width": cfg["backbone"]["width"],
+        }
+        header["pretraining_method"] = header["pretraining_step"] = None
+    return header
 
 
 def result_path(args, run_dir: Path | None, data: str, protocol: str) -> Path:
@@ -337,7 +339,11 @@ def _write(result: dict, args, run_dir: Path | None, data: str, protocol: str) -
                         metric = metric.replace("@", "_at_")
                         writer.add_scalar(f"eval/{data}/{tag}/{metric}", value, step)
     for name, entry in result["protocols"].items():
-        shown = {k: v for k, v in entry.items() if k != "settings"}
+        shown = {  # the JSON keeps full precision
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in entry.items()
+            if k != "settings"
+        }
         print(f"{name:34s} {json.dumps(shown)}")
     print(f"wrote {out}")
     return out

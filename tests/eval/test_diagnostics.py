@@ -37,6 +37,19 @@ def test_covariance_rank_tolerance_follows_the_input_dtype():
     assert D.covariance_rank(x.double()) == 16
 
 
+def test_covariance_rank_is_capped_by_the_sample_count_and_reported_beside_it():
+    # 20 samples of full-rank 64-d data: the centred 20 x 64 matrix has rank 19, not 64.
+    x = torch.randn(20, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    out = D.metrics(x)
+    assert out["covariance_rank"] == 19.0 and out["covariance_rank_max"] == 19.0
+    # More samples than dimensions: the dimension is the cap, a rank-5 matrix reads 5 of 64.
+    g = torch.Generator().manual_seed(4)
+    low = torch.randn(300, 5, generator=g, dtype=torch.float64)
+    low = low @ torch.randn(5, 64, generator=g, dtype=torch.float64)
+    out = D.metrics(low)
+    assert out["covariance_rank"] == 5.0 and out["covariance_rank_max"] == 64.0
+
+
 def test_covariance_rank_counts_singular_values_above_an_explicit_tolerance():
     # Centred columns with singular values 10, 1, 1e-3 (orthogonal +-1 patterns of 4 rows).
     basis = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64)
@@ -122,7 +135,8 @@ def test_collapse_report_has_every_metric_for_features_and_embeddings():
     g = torch.Generator().manual_seed(4)
     f, z = torch.randn(64, 8, generator=g), torch.randn(64, 4, generator=g)
     report = D.collapse_report(f, z, embeddings_view2=z, features_view2=f.flip(0))
-    metrics = ["covariance_rank", "effective_rank", "std_l2_normalized", "uniformity", "alignment"]
+    metrics = ["covariance_rank", "covariance_rank_max", "effective_rank", "std_l2_normalized"]
+    metrics += ["uniformity", "alignment"]
     assert set(report) == {f"{part}/{m}" for part in ("features", "embeddings") for m in metrics}
     assert report["embeddings/alignment"] == pytest.approx(0.0, abs=1e-12)  # identical views
     assert report["features/covariance_rank"] == 8.0
@@ -134,7 +148,8 @@ def test_non_finite_input_reports_nan_instead_of_raising():
     x = torch.randn(32, 4)
     x[3, 1] = math.nan
     report = D.collapse_report(x, x)
-    assert all(math.isnan(v) for v in report.values())
+    assert all(math.isnan(v) for k, v in report.items() if not k.endswith("_max"))
+    assert report["features/covariance_rank_max"] == 4.0  # the cap needs only the shape
     assert torch.isnan(D.singular_values(x)).all() and D.singular_values(x).shape == (4,)
     assert not D.is_collapsed(report["embeddings/effective_rank"], 4, 0.5)
 

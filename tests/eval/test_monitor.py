@@ -1,5 +1,7 @@
-"""CollapseMonitor inside a real Lightning fit: a run whose projector output is constant is
-flagged (console warning, TensorBoard text, recorded epoch); a healthy run is not."""
+"""CollapseMonitor inside a real Lightning fit: the warning follows the backbone features. A
+run whose backbone maps every input to one point is flagged (console warning, TensorBoard text,
+recorded epoch); a run with spread features is not, even when its projector output has rank 1
+(low-rank embeddings are normal in healthy contrastive runs)."""
 
 import warnings
 
@@ -10,20 +12,24 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from infossl.eval.monitor import CollapseMonitor
 
-DIM = 16
+DIM = 16  # projector output
+FEATURES = 32  # backbone output
 
 
 class _TinyMethod(pl.LightningModule):
     """backbone -> projector, the two attributes the monitor reads; trains a dummy loss."""
 
-    def __init__(self, constant_projector: bool):
+    def __init__(self, constant_backbone: bool, rank_one_projector: bool):
         super().__init__()
-        self.backbone = nn.Sequential(nn.Linear(8, 32), nn.ReLU())
-        self.projector = nn.Linear(32, DIM)
-        if constant_projector:  # every input maps to the bias: a fully collapsed embedding
-            nn.init.zeros_(self.projector.weight)
-            nn.init.normal_(self.projector.bias)
-            self.projector.weight.requires_grad_(False)
+        self.backbone = nn.Sequential(nn.Linear(8, FEATURES), nn.ReLU())
+        self.projector = nn.Linear(FEATURES, DIM)
+        if constant_backbone:  # every input maps to the bias: fully collapsed features
+            nn.init.zeros_(self.backbone[0].weight)
+            nn.init.uniform_(self.backbone[0].bias, 0.5, 1.0)
+        if rank_one_projector:  # every embedding on one line through the origin
+            with torch.no_grad():
+                self.projector.weight.copy_(torch.randn(DIM, 1) @ torch.randn(1, FEATURES))
+            nn.init.zeros_(self.projector.bias)
 
     def training_step(self, batch, batch_idx):
         return self.projector(self.backbone(batch[0])).pow(2).mean() * 0.0
@@ -32,10 +38,10 @@ class _TinyMethod(pl.LightningModule):
         pass
 
     def configure_optimizers(self):
-        return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=0.0)
+        return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def _fit(tmp_path, constant_projector: bool) -> tuple[CollapseMonitor, list[str]]:
+def _fit(tmp_path, constant_backbone: bool, rank_one_projector: bool = False):
     torch.manual_seed(0)
     data = DataLoader(TensorDataset(torch.randn(32, 8)), batch_size=16)
     monitor = CollapseMonitor(every_n_epochs=1, num_samples=256, collapse_fraction=0.25)
@@ -52,7 +58,7 @@ def _fit(tmp_path, constant_projector: bool) -> tuple[CollapseMonitor, list[str]
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer.fit(_TinyMethod(constant_projector), data, data)
+        trainer.fit(_TinyMethod(constant_backbone, rank_one_projector), data, data)
     return monitor, [str(w.message) for w in caught if "collapse warning" in str(w.message)]
 
 
@@ -68,19 +74,26 @@ def _text_events(log_dir) -> list[str]:
     ]
 
 
-def test_constant_projector_is_flagged_every_epoch_in_console_and_tensorboard(tmp_path):
-    monitor, messages = _fit(tmp_path, constant_projector=True)
+def test_collapsed_features_are_flagged_every_epoch_in_console_and_tensorboard(tmp_path):
+    monitor, messages = _fit(tmp_path, constant_backbone=True)
     # Identical rows: one non-zero singular value, so RankMe's effective rank is exactly 1.
-    assert abs(monitor.last_report["embeddings/effective_rank"] - 1.0) < 1e-3
+    assert abs(monitor.last_report["features/effective_rank"] - 1.0) < 1e-3
+    assert monitor.last_report["features/covariance_rank"] == 0.0
     assert monitor.collapsed_epochs == [0, 1]
-    assert len(messages) == 2 and "1.00 < 0.25 x 16" in messages[0]
+    # 256 samples of 32-d features: they can reach rank 32; 0.25 x 32 = 8.
+    assert len(messages) == 2 and "effective rank is 1.00, below 0.25 x 32" in messages[0]
     texts = _text_events(tmp_path)
     assert len(texts) == 2 and "collapse warning at epoch 0" in texts[0]
 
 
-def test_healthy_run_is_not_flagged(tmp_path):
-    monitor, messages = _fit(tmp_path, constant_projector=False)
-    # A random linear map of spread features keeps most of the 16 directions.
-    assert monitor.last_report["embeddings/effective_rank"] > 0.25 * DIM
+def test_spread_features_with_a_rank_one_projector_output_are_not_flagged(tmp_path):
+    monitor, messages = _fit(tmp_path, constant_backbone=False, rank_one_projector=True)
+    report = monitor.last_report
+    # The embeddings lie on one line (the old, embedding-based rule warned at 1.00 < 4) ...
+    assert abs(report["embeddings/effective_rank"] - 1.0) < 1e-3
+    assert report["embeddings/covariance_rank"] == 1.0
+    # ... but the ReLU features of a random linear layer keep most of their 32 directions.
+    assert report["features/effective_rank"] > 0.25 * FEATURES
+    assert report["features/covariance_rank"] == report["features/covariance_rank_max"] == 32.0
     assert monitor.collapsed_epochs == [] and messages == []
     assert _text_events(tmp_path) == []
