@@ -120,6 +120,15 @@ CASES = [
     ("--config ANCHOR", "refers to itself"),
     ("--config LISTFILE", "must hold a mapping"),
     ("--config nowhere.yaml", "nowhere.yaml does not exist"),
+    # flags and names, as a careless user types them
+    ("--method simclrr", "unknown method 'simclrr'", "infonce"),
+    ("--data mnist", "unknown dataset 'mnist'"),
+    ("optimizer.lrr=1", "unknown config key", "optimizer.lrr"),
+    ("optimizer.lr", "malformed override", "key=value"),
+    ("--gpus 8", "8 CUDA GPU", "has 0"),
+    ("--resume nowhere.ckpt", "nowhere.ckpt", "no such"),
+    ("--bogus-flag", "unrecognized arguments: --bogus-flag"),
+    ("--name keep", "already exists", "--resume auto"),
     # runs that would train nothing
     ("--batch-size 2000", "holds 1437 image(s)", "train nothing"),
     ("data.train_fraction=0", "data.train_fraction=0"),
