@@ -35,7 +35,6 @@ from infossl.data.transforms import VIEW_KEYS
 
 CROP_RATIO = (3 / 4, 4 / 3)  # torchvision RandomResizedCrop's default aspect-ratio range
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision rgb_to_grayscale (ITU-R 601-2 luma)
-JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
 
 
 def _uniform(shape, lo: float, hi: float, device, generator) -> Tensor:
