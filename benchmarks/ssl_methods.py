@@ -39,7 +39,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infossl.cli import ArgumentParser, UserError, run_cli  # noqa: E402
+from infossl.cli import ArgumentParser, run_cli  # noqa: E402
+from infossl.errors import UserError  # noqa: E402
 
 ESTIMATORS = ("mine", "smile", "infonce", "nwj", "tuba", "js")  # infossl.losses.mi_bounds
 SIMPLE_METHODS = ("infonce", "corinfomax", "flo")
