@@ -12,10 +12,6 @@ import numpy as np
 import torch
 
 
-def rho_to_mi(dim: int, rho: float) -> float:
-    return -0.5 * dim * math.log(1.0 - rho**2)
-
-
 def mi_to_rho(dim: int, mi: float) -> float:
     return math.sqrt(1.0 - math.exp(-2.0 * mi / dim))
 

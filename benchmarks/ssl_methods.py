@@ -39,7 +39,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infossl.cli import ArgumentParser, UserError, run_cli  # noqa: E402
+from infossl.cli import ArgumentParser, run_cli  # noqa: E402
+from infossl.errors import UserError  # noqa: E402
 
 # ReMINE's six losses (MINE, SMILE, InfoNCE, NWJ, TUBA, JS). Its contrastive code's "MINE" is the
 # in-batch DV bound (experiments_self_contrastive.py, remine = DV + regularizer); Belghazi's
@@ -47,7 +48,6 @@ from infossl.cli import ArgumentParser, UserError, run_cli  # noqa: E402
 ESTIMATORS = ("dv", "mine", "smile", "infonce", "nwj", "tuba", "js")  # infossl.losses.mi_bounds
 SIMPLE_METHODS = ("infonce", "corinfomax", "flo")
 RANDOM_INIT = "random-init"
-ROOT = Path(__file__).resolve().parents[1]
 
 # The digits budget every method shares (BENCHMARKS.md says why): lightly's CIFAR ResNet-9 at
 # 1/8 width on 16 px digits, 4 epochs. Other datasets take backbone and epochs from their configs.
@@ -240,16 +240,6 @@ def curves(run_dir: Path) -> dict[str, list[list[float]]]:
         for tag in set(acc.Tags()["scalars"]) & set(CURVES):
             out.setdefault(tag, []).extend([e.step, e.value] for e in acc.Scalars(tag))
     return {tag: sorted(points) for tag, points in sorted(out.items())}
-
-
-def late_mean(points: list[list[float]] | None) -> float | None:
-    """Mean over the last quarter of the logged steps (at least one value): one logged step
-    is a single batch's estimate, too noisy to compare methods by."""
-    if not points:
-        return None
-    tail = points[-max(1, len(points) // 4) :]
-    values = [v for _, v in tail if math.isfinite(v)]
-    return sum(values) / len(values) if values else None
 
 
 def fraction(cfg: dict) -> float:

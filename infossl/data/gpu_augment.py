@@ -35,7 +35,6 @@ from infossl.data.transforms import VIEW_KEYS
 
 CROP_RATIO = (3 / 4, 4 / 3)  # torchvision RandomResizedCrop's default aspect-ratio range
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision rgb_to_grayscale (ITU-R 601-2 luma)
-JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
 
 
 def _uniform(shape, lo: float, hi: float, device, generator) -> Tensor:
@@ -118,19 +117,6 @@ def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
     return (f * x + (1 - f) * other).clamp(0, 1)
 
 
-def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
-    return _blend(x, torch.zeros_like(x), factor)
-
-
-def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
-    mean = grayscale(x)[:, :1].mean(dim=(1, 2, 3), keepdim=True)  # one grey level per image
-    return _blend(x, mean, factor)
-
-
-def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
-    return _blend(x, grayscale(x), factor)
-
-
 def rgb_to_hsv(x: Tensor) -> Tensor:
     """Hexcone HSV of (B, 3, H, W) in [0, 1]; hue in [0, 1) (Python's colorsys convention)."""
     r, g, b = x.unbind(1)
@@ -172,9 +158,6 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     hsv = rgb_to_hsv(x)
     h = torch.remainder(hsv[:, 0] + factor.view(-1, 1, 1), 1.0)
     return hsv_to_rgb(torch.stack([h, hsv[:, 1], hsv[:, 2]], dim=1))
-
-
-_ADJUST = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
 def sample_jitter(batch: int, strengths, device=None, generator=None) -> tuple[Tensor, Tensor]:

@@ -30,6 +30,7 @@ from infossl.eval import diagnostics
 from infossl.eval.embedding_map import embedding_maps
 from infossl.eval.knn import knn_top1
 from infossl.eval.linear import extract_features, train_linear_probe, train_linear_probe_on_images
+from infossl.eval.retrieval_protocol import run_retrieval
 from infossl.eval.settings import eval_settings
 from infossl.reliability.checkpoint_io import load_checkpoint_safely
 from infossl.reliability.safe_images import SafeImageLoader
@@ -161,20 +162,24 @@ def run_evaluation(args) -> dict:
     run_dir = run_dir_of_checkpoint(Path(args.ckpt))
     check_writable(result_path(args, run_dir, data, args.protocol), bool(args.out))
     if args.protocol == "retrieval":
-        from infossl.eval.retrieval_protocol import run_retrieval
-
-        return run_retrieval(
-            args,
-            backbone,
-            feature_dim,
-            device,
-            settings,
-            cfg,
-            data,
-            data_dir,
-            run_dir,
-            checkpoint,
-        )
+        head_state = None if args.random_init else submodule_state(checkpoint, "projector")
+        result = {
+            **result_header(args, cfg, checkpoint, data, "retrieval"),
+            **run_retrieval(
+                args,
+                backbone,
+                feature_dim,
+                device,
+                settings,
+                cfg,
+                data,
+                data_dir,
+                head_state,
+                eval_image_loader(data),
+            ),
+        }
+        _write(result, args, run_dir, data, "retrieval")
+        return result
     size = cfg["data"]["image_size"]
     eval_tf = build_eval_transform(size, info["mean"], info["std"])
     download = bool(args.download)

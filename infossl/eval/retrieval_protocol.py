@@ -27,29 +27,23 @@ from infossl.eval.retrieval import DISTANCES, recall_at_k
 from infossl.runtime import resolve_devices
 
 
-def embedding_model(
-    backbone: nn.Module, feature_dim: int, cfg: dict, checkpoint: dict, random_init: bool
-):
-    """(model, description): backbone, followed by the trained embedding head for dml-*; with
-    ``random_init`` the head is freshly initialised too (BatchNorm1d then is the identity)."""
+def embedding_model(backbone: nn.Module, feature_dim: int, cfg: dict, head_state: dict | None):
+    """(model, description): backbone, followed by the trained embedding head for dml-*
+    (``head_state``: the checkpoint's ``projector`` weights); with ``head_state=None`` (a
+    random-init baseline) the head is freshly initialised too (BatchNorm1d then is the identity)."""
     if not str(cfg.get("method", "")).startswith("dml-"):
         return backbone, "backbone features"
     from infossl.methods.dml import embedding_head
 
     head, _ = embedding_head(cfg["loss"], feature_dim)
-    if not random_init:
-        from infossl.eval.offline import submodule_state
-
-        head.load_state_dict(submodule_state(checkpoint, "projector"))
+    if head_state is not None:
+        head.load_state_dict(head_state)
     head.to(next(backbone.parameters()).device)
     return nn.Sequential(backbone, head), "backbone + the method's embedding head (projector)"
 
 
-def _test_set(cfg: dict, data: str, data_dir, transform, download: bool):
-    from infossl.eval.offline import eval_image_loader
-
+def _test_set(cfg: dict, data: str, data_dir, transform, download: bool, loader):
     info = dataset_info(data, data_dir)
-    loader = eval_image_loader(data)
     if cfg["data"].get("class_split"):
         split = "held-out classes (second half of the class indices)"
         return class_split_dataset(
@@ -60,21 +54,21 @@ def _test_set(cfg: dict, data: str, data_dir, transform, download: bool):
 
 
 def run_retrieval(
-    args, backbone, feature_dim, device, settings, cfg, data, data_dir, run_dir, checkpoint
-):
-    # The linear probe's header and writer: the same JSON fields and TensorBoard tags.
-    from infossl.eval.offline import _write, result_header
-
+    args, backbone, feature_dim, device, settings, cfg, data, data_dir, head_state, image_loader
+) -> dict:
+    """Recall@K of every distance; the fields after the caller's result header (the caller,
+    infossl/eval/offline.py, writes the JSON and TensorBoard tags as for the linear probe).
+    ``head_state``: see :func:`embedding_model`; ``image_loader``: how folder images are read."""
     ks = sorted(set(args.recall_k))  # checked (>= 1) with the other flags
     info = dataset_info(data, data_dir)
     transform = build_eval_transform(cfg["data"]["image_size"], info["mean"], info["std"])
-    test_set, split = _test_set(cfg, data, data_dir, transform, bool(args.download))
+    test_set, split = _test_set(cfg, data, data_dir, transform, bool(args.download), image_loader)
     if len(test_set) <= ks[-1]:
         raise UserError(
             f"Recall@{ks[-1]} needs more than {ks[-1]} test images; the {split} has "
             f"{len(test_set)}: lower --recall-k"
         )
-    model, embedding = embedding_model(backbone, feature_dim, cfg, checkpoint, args.random_init)
+    model, embedding = embedding_model(backbone, feature_dim, cfg, head_state)
     precision = resolve_devices(
         {
             "accelerator": args.accelerator or "auto",
@@ -105,8 +99,7 @@ def run_retrieval(
                 "search": "exact, pytorch-metric-learning CustomKNN",
             },
         }
-    result = {
-        **result_header(args, cfg, checkpoint, data, "retrieval"),
+    return {
         "test_split": split,
         "embedding": embedding,
         "embedding_dim": int(z.shape[1]),
@@ -116,5 +109,3 @@ def run_retrieval(
         "protocols": protocols,
         "wall_time_s": round(time.time() - started, 1),
     }
-    _write(result, args, run_dir, data, "retrieval")
-    return result

@@ -12,7 +12,6 @@ PyTorch's default init (SMILE's PyTorch code), not TF's ``random_normal``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -77,31 +76,6 @@ class ConcatCritic(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.f(all_pairs(x, y)).squeeze(-1)
-
-
-class BilinearCritic(nn.Module):
-    """T(x, y) = <h(x), h~(y)> / temperature with h, h~ on the unit sphere (FLO's bilinear critic).
-
-    ``x_net`` / ``y_net`` default to identity (the inputs are already embeddings). With
-    ``normalize=False`` it is the plain inner product ReMINE's contrastive benchmark uses.
-    """
-
-    def __init__(self, temperature=0.1, normalize=True, x_net=None, y_net=None):
-        super().__init__()
-        self.temperature = temperature
-        self.normalize = normalize
-        self.x_net = x_net if x_net is not None else nn.Identity()
-        self.y_net = y_net if y_net is not None else nn.Identity()
-
-    def embed(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
-        hx, hy = self.x_net(x), self.y_net(y)
-        if self.normalize:
-            hx, hy = F.normalize(hx, dim=-1), F.normalize(hy, dim=-1)
-        return hx, hy
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        hx, hy = self.embed(x, y)
-        return hx @ hy.T / self.temperature
 
 
 class FLOSharedCritic(nn.Module):

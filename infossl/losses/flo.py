@@ -83,14 +83,3 @@ def flo_from_rows(
         "log_partition": log_partition.detach(),
         "neg_pmi": u.detach().float().mean(),
     }
-
-
-class FLOLoss(torch.nn.Module):
-    """Thin wrapper holding the (optional) regularizer settings; ``forward(g_scores, u)``."""
-
-    def __init__(self, reg_weight: float = 0.0, reg_target: float = 0.0, reg_distance="squared"):
-        super().__init__()
-        self.reg = dict(reg_weight=reg_weight, reg_target=reg_target, reg_distance=reg_distance)
-
-    def forward(self, g_scores, u) -> dict[str, torch.Tensor]:
-        return flo(g_scores, u, **self.reg)

@@ -14,7 +14,6 @@ and of the per-row partition terms, which dominates for N_test in the thousands.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -247,8 +246,3 @@ def build_model(name: str, x_dim: int, y_dim: int, critic, hidden_dim, layers, e
     if name in ("knife", "knife_joint"):
         return KnifeModel(x_dim, y_dim, hidden_dim, joint=name == "knife_joint", **kw)
     raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
-
-
-def log_k(n: int) -> float:
-    """InfoNCE's ceiling on a held-out set of n rows."""
-    return math.log(n)

@@ -95,11 +95,6 @@ class NonFiniteGuard:
         """Skipping needs ``check`` (one sync per step); stopping uses ``record``."""
         return self.skip_limit > 0
 
-    def set_last_checkpoint(self, path_or_callable: str | Callable[[], str | None]) -> None:
-        self.last_checkpoint = (
-            path_or_callable if callable(path_or_callable) else (lambda: path_or_callable)
-        )
-
     def maybe_inject(self, loss: torch.Tensor, step: int) -> torch.Tensor:
         """Fault injection for tests and drills (config training.inject_nan_at_steps)."""
         return loss * float("nan") if step in self.inject_at_steps else loss

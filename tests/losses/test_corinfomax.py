@@ -1,4 +1,4 @@
-"""CorInfoMax (official CovarianceLossv2 semantics) and LDMI, proved against independent float64
+"""CorInfoMax (official CovarianceLossv2 semantics), proved against independent float64
 references, closed forms, hand-computed numbers and a 2-process run."""
 
 import io
@@ -9,12 +9,7 @@ import torch
 import torch.nn.functional as F
 from dist_harness import run_distributed
 
-from infossl.losses.corinfomax import (
-    CorInfoMaxLoss,
-    corinfomax_step,
-    ldmi_initial_state,
-    ldmi_loss,
-)
+from infossl.losses.corinfomax import CorInfoMaxLoss, corinfomax_step
 
 D, N = 6, 10
 SETTINGS = {"alpha": 250.0, "la_R": 0.1, "la_mu": 0.2, "eps": 1e-8}
@@ -301,55 +296,3 @@ def test_two_processes_match_one_process_including_moving_averages():
             torch.testing.assert_close(g2 / 2, r2.chunk(2)[rank], rtol=1e-10, atol=1e-12)
         for key, value in single.state_dict().items():
             torch.testing.assert_close(state[key], value, rtol=0, atol=1e-15)
-
-
-def _reference_ldmi(z1, z2, mu1, mu2, R1, R2, R12, la_R, eps, eps2):
-    """methods.md 1.2 'Full LDMI', loops over samples, centred with the previous means."""
-    n, d = z1.shape
-    eye = torch.eye(d, dtype=torch.float64)
-    c1 = [z1[i] - mu1 for i in range(n)]
-    c2 = [z2[i] - mu2 for i in range(n)]
-    R1 = la_R * R1 + (1 - la_R) * sum(torch.outer(a, a) for a in c1) / n
-    R2 = la_R * R2 + (1 - la_R) * sum(torch.outer(b, b) for b in c2) / n
-    R12 = la_R * R12 + (1 - la_R) * sum(torch.outer(a, b) for a, b in zip(c1, c2, strict=True)) / n
-    Re12 = R1 - R12 @ torch.inverse(R2 + eps * eye) @ R12.T
-    Re21 = R2 - R12.T @ torch.inverse(R1 + eps * eye) @ R12
-    logdet = torch.logdet
-    return (
-        logdet(Re12 + eps2 * eye)
-        + logdet(Re21 + eps2 * eye)
-        - logdet(R1 + eps * eye)
-        - logdet(R2 + eps * eye)
-    ) / d
-
-
-def test_ldmi_value_and_gradient_match_loop_reference_over_two_steps():
-    kw = {"la_R": 0.1, "la_mu": 0.2, "eps": 1e-6, "eps2": 1e-6}
-    state = ldmi_initial_state(D)
-    for z1, z2 in _float64(_batches(2, seed=8, n=40)):
-        a1 = z1.clone().requires_grad_(True)
-        b1 = z1.clone().requires_grad_(True)
-        loss, new_state = ldmi_loss(a1, z2, state, **kw, normalize=False)
-        expected = _reference_ldmi(b1, z2, *state, kw["la_R"], kw["eps"], kw["eps2"])
-        loss.backward()
-        expected.backward()
-        torch.testing.assert_close(loss, expected, rtol=1e-9, atol=1e-9)
-        torch.testing.assert_close(a1.grad, b1.grad, rtol=1e-7, atol=1e-9)
-        # means move after the covariances (official LDMILoss order)
-        torch.testing.assert_close(new_state.mu1, 0.2 * state.mu1 + 0.8 * z1.mean(0))
-        state = new_state
-
-
-@pytest.mark.parametrize("rho", [0.5, 0.9])
-def test_ldmi_of_correlated_gaussians_matches_analytic_value(rho):
-    # z1 ~ N(0, I_d), z2 = rho z1 + sqrt(1 - rho^2) n: R1 = R2 = I, R12 = rho I, so
-    # Re12 = Re21 = (1 - rho^2) I and loss = 2 log(1 - rho^2) (= -4 MI / d for Gaussians).
-    # la_R = 0 (batch only), zero initial means = the true means; N = 20000 -> sampling error
-    # of the log-dets is O(sqrt(d / N)).
-    g = torch.Generator().manual_seed(11)
-    z1 = torch.randn(20000, 4, generator=g, dtype=torch.float64)
-    z2 = rho * z1 + math.sqrt(1 - rho**2) * torch.randn(20000, 4, generator=g, dtype=torch.float64)
-    loss, _ = ldmi_loss(
-        z1, z2, ldmi_initial_state(4), la_R=0.0, la_mu=0.0, eps=1e-8, eps2=1e-8, normalize=False
-    )
-    assert float(loss) == pytest.approx(2 * math.log(1 - rho**2), abs=0.03)

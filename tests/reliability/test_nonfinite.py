@@ -20,8 +20,7 @@ def test_finite_losses_pass_and_count_nothing():
 
 
 def test_skips_up_to_the_limit_then_stops_naming_step_terms_and_checkpoint():
-    guard = NonFiniteGuard(skip_limit=2)
-    guard.set_last_checkpoint("/runs/x/checkpoints/last.ckpt")
+    guard = NonFiniteGuard(skip_limit=2, last_checkpoint=lambda: "/runs/x/checkpoints/last.ckpt")
     terms = {
         "train/loss": NAN,
         "train/alignment": torch.tensor(0.25),
@@ -94,8 +93,7 @@ def test_in_a_trainer_past_the_limit_the_error_reaches_the_caller(tmp_path):
 def test_stop_mode_records_on_device_without_a_sync_and_names_the_first_bad_step():
     from sync_probe import HostSyncProbe
 
-    guard = NonFiniteGuard(skip_limit=0)
-    guard.set_last_checkpoint("/runs/x/checkpoints/last.ckpt")
+    guard = NonFiniteGuard(skip_limit=0, last_checkpoint=lambda: "/runs/x/checkpoints/last.ckpt")
     assert not guard.syncs_every_step
     with HostSyncProbe() as probe:
         guard.record(torch.tensor(1.0), {"train/loss": torch.tensor(1.0)}, step=4)
