@@ -56,12 +56,22 @@ class Recorder:
             spec["warmup"], spec["steps"], spec["repeats"], spec["batch"], device
         )
         self.first_step_s = None
+        self.profiler = None
 
     def after_step(self) -> None:
         if self.first_step_s is None:
             sync(self.device)
             self.first_step_s = time.time() - self.spec["t0"]
-        if self.windows.tick():
+        done = self.windows.tick()
+        if self.spec.get("profile") and self.windows.done == self.windows.warmup:
+            # --profile: torch.profiler over the timed steps (their rates then include its
+            # overhead; the table, not the rates, is what such a run is for).
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if self.device.type == "cuda":
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities, profile_memory=True)
+            self.profiler.__enter__()
+        if done:
             self.finish()
 
     def callback(self, base: type):
@@ -75,6 +85,11 @@ class Recorder:
         return VersusRecorder()
 
     def finish(self) -> None:
+        if self.profiler is not None:
+            self.profiler.__exit__(None, None, None)
+            sort = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+            table = self.profiler.key_averages().table(sort_by=sort, row_limit=30)
+            Path(self.spec["profile"]).write_text(table + "\n")
         rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         result = {
             "framework": self.spec["framework"],

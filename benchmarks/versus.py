@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tests: 16 px images, width-1/8 ResNet-9 and a 64-32 projector (solo-learn keeps "
         "its ResNet-18)",
     )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="folder: torch.profiler tables of each framework's timed steps (first round), "
+        "<framework>_profile.txt; their rates include the profiler's overhead",
+    )
     p.add_argument("--timeout-s", type=float, default=1800, help="per run")
     p.add_argument("--out", type=Path, required=True, help="JSON file; .md and .png beside it")
     return p
@@ -126,6 +132,9 @@ def _missing(args, names: list[str]) -> dict[str, str]:
 
 def _run_child(name: str, spec: dict, args, work: Path, round_: int) -> dict:
     spec = {**spec, "framework": name, "out": str(work / f"{name}_{round_}.json")}
+    if args.profile and round_ == 0:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        spec["profile"] = str(args.profile.resolve() / f"{name}_profile.txt")
     spec_file = work / f"{name}_{round_}_spec.json"
     log = work / f"{name}_{round_}.log"
     threads = str(spec["threads"])
