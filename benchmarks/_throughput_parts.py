@@ -7,92 +7,49 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from infossl.data.datamodule import SSLDataModule
 from infossl.methods import METHODS
 from infossl.speed import apply_to_model
 
+# The timing helpers live in a module that needs torch alone (benchmarks/versus.py's children
+# import it under other frameworks' environments); re-exported here for throughput.py.
+if __package__:
+    from benchmarks._shared import (
+        ArrayImages,
+        Windows,
+        machine_info,
+        paired_speedup,
+        summary,
+        sync,
+        synthetic_arrays,
+        time_loop,
+    )
+else:
+    from _shared import (
+        ArrayImages,
+        Windows,
+        machine_info,
+        paired_speedup,
+        summary,
+        sync,
+        synthetic_arrays,
+        time_loop,
+    )
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def summary(rates: list[float]) -> dict:
-    """Median and spread of per-window images/s; the windows are kept in time order."""
-    q1, q3 = np.percentile(rates, [25, 75]) if len(rates) > 1 else (rates[0], rates[0])
-    median = statistics.median(rates)
-    return {
-        "median": median,
-        "min": min(rates),
-        "max": max(rates),
-        "iqr_pct": 100 * (q3 - q1) / median if median else 0.0,
-        "windows": list(rates),
-    }
-
-
-def paired_speedup(variant: list[float], reference: list[float]) -> dict:
-    """Median and range of variant / reference over windows timed next to each other: a load
-    change between repeats cancels in each ratio."""
-    ratios = [v / r for v, r in zip(variant, reference, strict=True)]
-    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-
-
-class Windows:
-    """Call ``tick()`` after every step; it keeps images/s of each timed window."""
-
-    def __init__(self, warmup: int, steps: int, repeats: int, batch: int, device):
-        self.warmup, self.steps, self.repeats, self.batch = warmup, steps, repeats, batch
-        self.device = device
-        self.total = warmup + steps * repeats
-        self.done, self.rates, self._start = 0, [], None
-
-    def tick(self) -> bool:
-        """True once every window is timed."""
-        self.done += 1
-        k = self.done - self.warmup
-        if k == 0 or (k > 0 and k % self.steps == 0):
-            sync(self.device)
-            now = time.perf_counter()
-            if k > 0:
-                self.rates.append(self.steps * self.batch / (now - self._start))
-            self._start = now
-        return self.done >= self.total
-
-
-def time_loop(step: Callable[[], None], windows: Windows) -> list[float]:
-    while True:
-        step()
-        if windows.tick():
-            return windows.rates
+__all__ = ["Windows", "machine_info", "paired_speedup", "summary", "sync", "time_loop"]
 
 
 # ---- data -----------------------------------------------------------------------------------
-class SyntheticImages(Dataset):
-    """``n`` smooth random RGB PIL images (a 4x4 colour pattern upsampled), CIFAR-like: the
-    augmentation's cost does not depend on the content; decoding is not measured (CIFAR is
-    held in memory as arrays too)."""
+class SyntheticImages(ArrayImages):
+    """``n`` synthetic CIFAR-like images (``synthetic_arrays``) in memory, as PIL images."""
 
     def __init__(self, n: int, size: int, transform=None, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        low = torch.rand((n, 3, 4, 4), generator=g)
-        images = torch.nn.functional.interpolate(low, size=size, mode="bilinear") * 255
-        self.arrays = images.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.arrays)
-
-    def __getitem__(self, i: int):
-        image = Image.fromarray(self.arrays[i])
-        return (self.transform(image) if self.transform else image), i % 10
+        super().__init__(synthetic_arrays(n, size, seed), transform)
 
 
 class SyntheticDataModule(SSLDataModule):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -114,24 +113,6 @@ def _config(args, device: torch.device) -> tuple[dict, dict, str]:
     return plain, resolve_speed(plain, accelerator), precision
 
 
-def _machine(device: torch.device) -> dict:
-    info = {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "load_avg_start": list(os.getloadavg()),
-    }
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        info["cpu"] = next(ln.split(":", 1)[1].strip() for ln in lines if "model name" in ln)
-    except (OSError, StopIteration):
-        pass
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def run(args) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -142,7 +123,7 @@ def run(args) -> dict:
         raise SystemExit(f"throughput.py: unknown parts {sorted(parts - set(PARTS))}")
     batch = cfg["data"]["batch_size"]
     result = {
-        "machine": _machine(device),
+        "machine": P.machine_info(device),
         "config": {
             "device": args.device,
             "method": args.method,
