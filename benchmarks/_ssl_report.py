@@ -64,9 +64,11 @@ def summary(results: dict) -> dict[str, dict]:
 def _cell(mean, std, decimals, bold, means_only) -> str:
     if mean is None:
         return "-"
-    text = f"{mean:.{decimals}f}"
+    # A diverged estimate (unregularized NWJ/TUBA reach -1e11) would print 15 digits.
+    spec = ".2e" if abs(mean) >= 1e4 else f".{decimals}f"
+    text = f"{mean:{spec}}"
     if std is not None and not means_only:
-        text += f" ± {std:.{decimals}f}"
+        text += f" ± {std:{spec}}"
     return f"**{text}**" if bold else text
 
 

@@ -4,6 +4,7 @@ results.json, table.md and the PNG; the table's cells are the JSON's runs averag
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +147,17 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     (tmp_path / "y" / "results.json").write_text("{}")
     with pytest.raises(UserError, match="pass --resume"):
         bench.main(["--methods", "infonce", "--out", str(tmp_path / "y")])
+
+
+def test_a_diverged_estimate_prints_in_scientific_notation_and_a_normal_one_fixed():
+    assert report._cell(-2.668e11, 4.622e11, 2, False, False) == "-2.67e+11 ± 4.62e+11"
+    assert report._cell(95.53, 0.41, 1, True, False) == "**95.5 ± 0.4**"
+    assert report._cell(0.47, 0.13, 2, False, True) == "0.47"
+
+
+def test_the_committed_table_and_benchmarks_md_quote_the_committed_json():
+    root = Path(__file__).resolve().parents[2]
+    results = json.loads((root / "benchmarks/results/ssl_methods.json").read_text())
+    table = report.markdown_table(results)
+    assert table in (root / "benchmarks/results/ssl_methods.md").read_text()
+    assert table.strip() in (root / "BENCHMARKS.md").read_text()
