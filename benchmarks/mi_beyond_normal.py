@@ -7,9 +7,9 @@ this project's environment, so the benchmark runs in two environments:
    CCA estimators on the same samples and saves ``samples/<task>__s<seed>.npz`` (x, y, true MI)
    plus ``baselines.json``::
 
-       python -m venv /work/bmi-venv && /work/bmi-venv/bin/pip install benchmark-mi \
+       python -m venv bmi-venv && bmi-venv/bin/pip install benchmark-mi \
            "jax==0.4.30" "jaxlib==0.4.30"    # bmi 0.1.3's equinox needs jax < 0.4.34
-       /work/bmi-venv/bin/python benchmarks/mi_beyond_normal.py generate --out runs/bmi
+       bmi-venv/bin/python benchmarks/mi_beyond_normal.py generate --out runs/bmi
 
 2. ``run`` (this project's environment) reads those samples, calls ``infossl.mi.estimate`` for
    each estimator and writes ``mi_beyond_normal.json`` (every task, seed, estimator, estimate,
