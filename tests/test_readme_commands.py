@@ -35,7 +35,7 @@ def quiet_level(args: list[str]) -> int:
 
 def test_readme_test_command_keeps_the_summary_line():
     command = readme_test_command()
-    assert command == "python -m pytest -q"
+    assert command == "python -m pytest -q -n 2 --dist loadfile"
     addopts = pyproject_addopts()
     assert addopts == ["-ra"]  # a summary of skips and failures, no extra -q
     assert quiet_level(shlex.split(command)[3:] + addopts) == 1
