@@ -125,7 +125,7 @@ def test_mi_with_labels_approaches_log_2_for_two_separated_clusters_and_0_for_ra
 
 def test_state_dict_round_trip_restores_parameters_and_adam_state_under_weights_only_load():
     torch.manual_seed(4)
-    cfg = {"name": "knife_mi", "nuisance": "domain", "num_classes": 3, "modes": 4}
+    cfg = {"name": "knife_mi", "nuisance": "data", "num_classes": 3, "modes": 4}
     reg = KnifeRegularizer(cfg, dim=2)
     batches = [(torch.randn(16, 2), torch.randint(0, 3, (16,))) for _ in range(4)]
     for z, n in batches[:3]:
