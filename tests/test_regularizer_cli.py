@@ -78,7 +78,7 @@ def test_knife_mi_on_the_data_nuisance_gets_each_images_own_tint(tmp_path, monke
     """train.py with data.nuisance=tint and a knife_mi term reading it (nuisance: data): the s
     reaching the estimator are the dataset's s of the sampled images, in batch order, and the
     logged I(Z; s) is finite."""
-    import train
+    import train as train_script
     from infossl import config as C
     from infossl.data.datamodule import SSLDataModule
     from infossl.data.nuisance import draw_nuisance
@@ -100,7 +100,7 @@ def test_knife_mi_on_the_data_nuisance_gets_each_images_own_tint(tmp_path, monke
     args = ["--method", "infonce", "--data", "digits", "--run-dir", str(tmp_path)]
     args += ["--name", "tint", *TINY, "--epochs", "1", "data.train_fraction=0.1"]
     args += ["data.nuisance=tint", "trainer.log_every_n_steps=1", "diagnostics.every_n_epochs=0"]
-    assert train.main([*args, regularizers]) == 0
+    assert train_script.main([*args, regularizers]) == 0
 
     run = tmp_path / "tint"
     cfg = C.to_plain(C.stored_config(run / "config.yaml"))

@@ -156,6 +156,38 @@ def test_config_errors_are_explicit():
         KnifeRegularizer({"name": "knife_mi"}, dim=2)
 
 
+def test_defaults_from_the_yaml_files_are_the_estimators_settings():
+    """A bare entry gets configs/regularizers/<name>.yaml: the official loop's Adam (lr 1e-3,
+    betas (0.5, 0.999)), 128 kernels, full covariance up to 64-d, one fit step."""
+    entropy = KnifeRegularizer({"name": "knife_entropy"}, dim=32)
+    assert (entropy.weight, entropy.direction, entropy.standardize) == (1.0, "maximize", True)
+    assert entropy.on == "embeddings" and entropy.fit_steps == 1 and entropy.nuisance is None
+    assert entropy.estimator.means.shape == (1, 128, 32)
+    assert entropy.estimator.tril is not None  # auto: full covariance at 32-d
+    assert KnifeRegularizer({"name": "knife_entropy"}, dim=65).estimator.tril is None
+    group = entropy.optimizer.param_groups[0]
+    assert group["lr"] == 1e-3 and group["betas"] == (0.5, 0.999)
+
+    mi = KnifeRegularizer({"name": "knife_mi", "num_classes": 10}, dim=32)
+    assert (mi.weight, mi.direction, mi.standardize, mi.nuisance) == (
+        1.0,
+        "minimize",
+        False,
+        "label",
+    )
+    conditional = mi.estimator.conditional
+    assert mi.estimator.marginal.means.shape == (1, 128, 32)
+    assert conditional.mean_net[-1].out_features == 128 * 32  # conditional_modes: modes
+    assert conditional.mean_net[1].weight.shape == (32, 10)  # hidden_dim: dim; one-hot of 10
+    assert isinstance(conditional.mean_net[0], nn.LayerNorm)  # layer_norm: true
+    assert conditional.tril_net is None  # conditional full covariance only up to 16-d
+    # a given key overrides its default, the others stay
+    small = KnifeRegularizer({"name": "knife_mi", "num_classes": 3, "modes": 4, "lr": 0.01}, 8)
+    assert small.estimator.marginal.means.shape == (1, 4, 8)
+    assert small.optimizer.param_groups[0]["lr"] == 0.01
+    assert small.optimizer.param_groups[0]["betas"] == (0.5, 0.999)
+
+
 def test_diagnostic_matches_analytic_entropy_of_a_small_scale_gaussian_under_inference_mode():
     torch.manual_seed(5)
     sigma, d = 0.05, 4  # embedding-like scale: far from the unit precision KNIFE starts with
