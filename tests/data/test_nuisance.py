@@ -103,3 +103,28 @@ def test_training_batches_carry_each_views_own_tint_through_the_augmentations():
     assert seen == 5 * 256  # 1,437 images, drop_last
     val = next(iter(datamodule.val_dataloader()))
     assert torch.equal(val.nuisance, _tinted_digits("val", seed=1).nuisance[:256])
+
+
+def test_views_made_on_the_device_keep_the_batches_nuisance():
+    """data.augment_on=gpu (run here on the CPU): the loader yields uint8 tinted images and s,
+    the batched augmentation makes the views and passes s on beside them."""
+    from infossl import config as C
+    from infossl.data.datamodule import SSLDataModule
+    from infossl.speed import resolve_speed
+
+    cfg = C.apply_overrides(
+        C.default_config("infonce", "digits"),
+        ["data.nuisance=tint", "data.augment_on=gpu", "data.num_workers=0", "data.batch_size=64"],
+    )
+    cfg = C.to_plain(C.normalize_regularizers(C.resolve_views(C.resolve_interpolations(cfg))))
+    datamodule = SSLDataModule(cfg, resolve_speed(cfg, "cpu"))
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch.inputs.dtype == torch.uint8
+    assert torch.equal(_recover_tint(batch.inputs.float()), batch.nuisance)
+    augmented = datamodule.augment_batch(batch)
+    assert augmented.nuisance is batch.nuisance and len(augmented.inputs) == 2
+    mean = torch.tensor(datamodule.mean).view(1, 3, 1, 1)
+    std = torch.tensor(datamodule.std).view(1, 3, 1, 1)
+    for view in augmented.inputs:
+        assert torch.equal(_recover_tint(view * std + mean), batch.nuisance)
