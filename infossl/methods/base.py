@@ -232,7 +232,7 @@ class BaseMethod(pl.LightningModule):
     def _nuisance(regularizer: nn.Module, labels: torch.Tensor, batch) -> torch.Tensor | None:
         """What a regularizer's ``nuisance`` names: the labels, or the dataset's nuisance that
         the batch carries beside its images (``Batch.nuisance``, data.nuisance)."""
-        source = getattr(regularizer, "nuisance", None)
+        source = regularizer.nuisance
         if source == "data":
             nuisance = batch[3] if len(batch) > 3 else None
             if nuisance is None:  # config.validate refuses this before anything is written
