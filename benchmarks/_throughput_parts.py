@@ -122,7 +122,7 @@ def make_manual_step(cfg: dict, speed: dict, precision: str, device, total: int)
     state = {"i": 0}
 
     def step():
-        views, labels, _ = batches[state["i"] % len(batches)]
+        views, labels = batches[state["i"] % len(batches)][:2]
         state["i"] += 1
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             if method.channels_last:
@@ -229,7 +229,7 @@ def step_flops(cfg: dict, speed: dict, device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     method = build_method(cfg, {**speed, "compile": False}, device)
-    views, labels, _ = premade_batches(cfg, device, count=1)[0]
+    views, labels = premade_batches(cfg, device, count=1)[0][:2]
     with FlopCounterMode(display=False) as counter:
         features = [method.backbone(v) for v in views]
         embeddings = [method.projector(f) for f in features]

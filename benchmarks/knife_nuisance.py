@@ -92,6 +92,7 @@ def run(lam: float, seed: int, args, data) -> dict:
     knife = KnifeRegularizer(
         {
             "name": "knife_mi",
+            "nuisance": "data",
             "num_classes": NUISANCE_VALUES,
             "weight": lam,
             "direction": "minimize",

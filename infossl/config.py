@@ -172,8 +172,15 @@ def resolve_views(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+def regularizer_defaults(name: str) -> dict:
+    """Every key of a ``regularizers`` entry named ``name`` with its default:
+    configs/regularizers/<name>.yaml (``name`` one of ``config_schema.REGULARIZER_NAMES``)."""
+    return OmegaConf.to_container(load_yaml(CONFIG_DIR / "regularizers" / f"{name}.yaml"))
+
+
 def normalize_regularizers(cfg: DictConfig) -> DictConfig:
-    """Give every ``regularizers`` entry a string ``on`` key (values are checked by the schema).
+    """Give every ``regularizers`` entry all its keys: the ones given, then the defaults of
+    configs/regularizers/<name>.yaml (values are checked by the schema).
 
     YAML 1.1 (PyYAML, hence OmegaConf, both in files and in ``key=value`` overrides) reads a
     bare ``on`` as the boolean True, so ``{name: knife_entropy, on: embeddings}`` arrives as
@@ -182,11 +189,12 @@ def normalize_regularizers(cfg: DictConfig) -> DictConfig:
     entries = _resolved(cfg.regularizers, "regularizers")
     if not isinstance(entries, list):
         S.check(entries, list[S.Regularizer], "regularizers")
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if isinstance(entry, dict):
             if True in entry:
                 entry["on"] = entry.pop(True)
-            entry.setdefault("on", "embeddings")
+            if entry.get("name") in S.REGULARIZER_NAMES:  # an unknown name: the schema's line
+                entries[i] = {**regularizer_defaults(entry["name"]), **entry}
     cfg.regularizers = entries
     return cfg
 
@@ -231,6 +239,7 @@ def validate(cfg: DictConfig | dict) -> None:
             "which only the metric-learning methods (dml-ce, dml-pairwise) evaluate; drop it "
             f"for --method {plain['method']}"
         )
+    _check_nuisance(plain)
     if plain["training"]["skip_nonfinite"] > 0 and t["devices"] * t["num_nodes"] > 1:
         # One process skipping a batch alone would leave its peers waiting in the gradient
         # all-reduce; agreeing would cost a collective every step (infossl/reliability/
@@ -239,6 +248,31 @@ def validate(cfg: DictConfig | dict) -> None:
             "training.skip_nonfinite > 0 works on one process only; under DDP keep "
             "training.skip_nonfinite=0 (a NaN loss stops the run naming the last checkpoint)"
         )
+
+
+def _check_nuisance(plain: dict) -> None:
+    """data.nuisance and the regularizers that read it (``nuisance: data``) agree."""
+    d = plain["data"]
+    if d["nuisance"] is not None and d["name"] == "folder":
+        raise ConfigError(
+            f"data.nuisance={d['nuisance']} is not available for --data folder (it tints "
+            "digits, CIFAR and STL-10 images); drop it or use another dataset"
+        )
+    for i, entry in enumerate(plain["regularizers"]):
+        if entry.get("nuisance") != "data":
+            continue
+        key = f"regularizers[{i}]"
+        if d["nuisance"] is None:
+            raise ConfigError(
+                f"{key}: nuisance: data needs a dataset nuisance, and data.nuisance is null; "
+                "set data.nuisance=tint, or use nuisance: label"
+            )
+        if entry["num_classes"] is not None and entry["num_classes"] < d["nuisance_values"]:
+            raise ConfigError(
+                f"{key}.num_classes={entry['num_classes']} is fewer than the "
+                f"data.nuisance_values={d['nuisance_values']} values of the nuisance; "
+                "leave num_classes out (it defaults to them)"
+            )
 
 
 def method_loss_defaults(method: str) -> dict:

@@ -5,9 +5,10 @@ the only source of what a value may be: ``int``, ``float`` (any finite number), 
 ``str``, ``Literal[...]`` (a closed set of names), ``X | None``, ``list[X]``, a nested dataclass
 (a section, or a mapping of known keys such as an augmentation view), ``dict`` (checked
 elsewhere: the per-method ``loss`` section), and ``Annotated[X, Ge(1), ...]`` for ranges and
-lengths. The dataclasses hold no defaults: every default lives once, in base.yaml
-(tests/test_config_schema.py checks both hold the same keys). A key marked ``Optional()`` may
-be absent (augmentation views, regularizer entries, whose defaults are the consumer's).
+lengths. The dataclasses hold no defaults: every default lives once, in base.yaml, or for a
+regularizer entry in configs/regularizers/<name>.yaml (tests/test_config.py checks both hold
+the same keys). A key marked ``Optional()`` may be absent (an augmentation view's
+``crop_ratio``, a knife_mi key in a knife_entropy entry).
 
 ``check(value, schema, key)`` raises ``ConfigError`` with one line naming the first bad key,
 what it holds and what it must be, e.g. ``optimizer.lr='abc' is not valid: it must be a
@@ -137,6 +138,8 @@ class Data:
     class_split: bool
     sampler: Literal["random", "m_per_class"]
     m_per_class: Count
+    nuisance: Literal["tint"] | None
+    nuisance_values: Annotated[int, Ge(2), Le(6)]  # infossl/data/nuisance.py: 6 tints
 
 
 @dataclass
@@ -211,30 +214,37 @@ class Training:
     inject_nan_at_steps: list[Annotated[int, Ge(0)]]
 
 
+REGULARIZER_NAMES = ("knife_entropy", "knife_mi")
+OnlyMI = Optional()  # a knife_mi key, absent from knife_entropy's defaults
+
+
 @dataclass
 class Regularizer:
-    """One ``regularizers`` entry (infossl/losses/knife_regularizer.py); defaults there."""
+    """One ``regularizers`` entry (infossl/losses/knife_regularizer.py), its keys filled from
+    configs/regularizers/<name>.yaml (``config.normalize_regularizers``): every key is there,
+    with its default and what it does."""
 
     name: Literal["knife_entropy", "knife_mi"]
-    on: Annotated[Literal["embeddings", "features"], Optional()]
-    weight: Annotated[float, Ge(0), Optional()]
-    direction: Annotated[Literal["maximize", "minimize"], Optional()]
-    standardize: Annotated[bool, Optional()]
-    dim: Annotated[int, Ge(1), Optional()]
-    full_covariance: Annotated[Auto | bool, Optional()]
-    use_tanh: Annotated[bool, Optional()]
-    init_std: Annotated[float, Gt(0), Optional()]
-    scale_init_from_data: Annotated[bool, Optional()]
-    modes: Annotated[int, Ge(1), Optional()]
-    nuisance: Annotated[Literal["label"], Optional()]
-    num_classes: Annotated[int, Ge(2), Optional()]
-    nuisance_dim: Annotated[int, Ge(1), Optional()]
-    conditional_modes: Annotated[int, Ge(1), Optional()]
-    hidden_dim: Annotated[Count | None, Optional()]
-    layer_norm: Annotated[bool, Optional()]
-    conditional_full_covariance: Annotated[Auto | bool, Optional()]
-    betas: Annotated[list[Annotated[float, Ge(0), Lt(1)]], Len(2), Optional()]
-    lr: Annotated[float, Gt(0), Optional()]
+    on: Literal["embeddings", "features"]
+    weight: Annotated[float, Ge(0)]
+    direction: Literal["maximize", "minimize"]
+    standardize: bool
+    dim: Count | None
+    modes: Count
+    full_covariance: Auto | bool
+    use_tanh: bool
+    init_std: Annotated[float, Gt(0)]
+    scale_init_from_data: bool
+    fit_steps: Count
+    lr: Annotated[float, Gt(0)]
+    betas: Annotated[list[Annotated[float, Ge(0), Lt(1)]], Len(2)]
+    nuisance: Annotated[Literal["label", "data"], OnlyMI]
+    num_classes: Annotated[Annotated[int, Ge(2)] | None, OnlyMI]
+    nuisance_dim: Annotated[Count | None, OnlyMI]
+    conditional_modes: Annotated[Count | None, OnlyMI]
+    conditional_full_covariance: Annotated[Auto | bool, OnlyMI]
+    hidden_dim: Annotated[Count | None, OnlyMI]
+    layer_norm: Annotated[bool, OnlyMI]
 
 
 @dataclass

@@ -81,3 +81,49 @@ def test_stored_config_of_an_older_run_gains_new_keys_with_their_defaults(tmp_pa
     stored = C.stored_config(tmp_path / "config.yaml")
     assert stored.data.augment_on == "auto" and stored.trainer.channels_last == "auto"
     assert stored.optimizer.lr == 0.123 and stored.method == "infonce"
+
+
+def test_regularizer_yaml_files_hold_exactly_the_schema_keys():
+    import dataclasses
+    import typing
+
+    from infossl import config_schema as S
+
+    fields = {f.name for f in dataclasses.fields(S.Regularizer)} - {"name"}
+    hints = typing.get_type_hints(S.Regularizer, include_extras=True)
+    only_mi = {
+        name
+        for name, tp in hints.items()
+        if any(isinstance(c, S.Optional) for c in S._split(tp)[1])
+    }
+    assert set(C.regularizer_defaults("knife_mi")) == fields
+    assert set(C.regularizer_defaults("knife_entropy")) == fields - only_mi
+    assert only_mi == {
+        "nuisance",
+        "num_classes",
+        "nuisance_dim",
+        "conditional_modes",
+        "conditional_full_covariance",
+        "hidden_dim",
+        "layer_norm",
+    }
+    assert sorted(C.available("regularizers")) == sorted(S.REGULARIZER_NAMES)
+
+
+def test_regularizer_entries_are_filled_from_their_yaml_and_keep_what_was_given():
+    cfg = C.apply_overrides(
+        C.default_config("infonce", "digits"),
+        ["regularizers=[{name: knife_mi, on: features, num_classes: 10}, {name: knife_entropy}]"],
+    )
+    cfg = C.normalize_regularizers(C.resolve_views(cfg))
+    mi, entropy = C.to_plain(cfg)["regularizers"]
+    assert mi == {
+        **C.regularizer_defaults("knife_mi"),
+        "name": "knife_mi",
+        "on": "features",
+        "num_classes": 10,
+    }
+    assert entropy["direction"] == "maximize" and entropy["standardize"] is True
+    assert mi["direction"] == "minimize" and mi["standardize"] is False
+    assert mi["lr"] == 1e-3 and mi["betas"] == [0.5, 0.999] and mi["modes"] == 128
+    C.validate(cfg)

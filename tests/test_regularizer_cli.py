@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from train_helpers import assert_one_line_error, run_script, tensorboard_scalars, train
+from train_helpers import TINY, assert_one_line_error, run_script, tensorboard_scalars, train
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +72,63 @@ def test_bad_regularizer_entry_is_one_line_before_anything_is_written(tmp_path, 
     )
     assert_one_line_error(result, needle)
     assert not any(tmp_path.iterdir())
+
+
+def test_knife_mi_on_the_data_nuisance_gets_each_images_own_tint(tmp_path, monkeypatch):
+    """train.py with data.nuisance=tint and a knife_mi term reading it (nuisance: data): the s
+    reaching the estimator are the dataset's s of the sampled images, in batch order, and the
+    logged I(Z; s) is finite."""
+    import train as train_script
+    from infossl import config as C
+    from infossl.data.datamodule import SSLDataModule
+    from infossl.data.nuisance import draw_nuisance
+    from infossl.data.seeding import EpochSeededSampler
+    from infossl.losses.knife_regularizer import KnifeRegularizer
+
+    received = []
+    forward = KnifeRegularizer.forward
+
+    def recording(self, x, nuisance=None):
+        received.append((self.name, None if nuisance is None else nuisance.clone()))
+        return forward(self, x, nuisance)
+
+    monkeypatch.setattr(KnifeRegularizer, "forward", recording)
+    regularizers = (
+        "regularizers=[{name: knife_mi, nuisance: data, modes: 8, weight: 0.1},"
+        " {name: knife_entropy, modes: 8, weight: 0.01}]"
+    )
+    args = ["--method", "infonce", "--data", "digits", "--run-dir", str(tmp_path)]
+    args += ["--name", "tint", *TINY, "--epochs", "1", "data.train_fraction=0.1"]
+    args += ["data.nuisance=tint", "trainer.log_every_n_steps=1", "diagnostics.every_n_epochs=0"]
+    assert train_script.main([*args, regularizers]) == 0
+
+    run = tmp_path / "tint"
+    cfg = C.to_plain(C.stored_config(run / "config.yaml"))
+    mi, entropy = cfg["regularizers"]
+    assert mi["nuisance"] == "data" and mi["num_classes"] is None  # filled from nuisance_values
+    assert entropy["direction"] == "maximize" and "nuisance" not in entropy
+    # The order the loader drew (epoch 0) over the 10% subset, and s of those images.
+    datamodule = SSLDataModule(cfg)
+    datamodule.setup()
+    subset = datamodule.train_set.indices
+    assert len(subset) == 144
+    order = [i for i, _ in EpochSeededSampler(len(subset), cfg["seed"], lambda: 0)]
+    s = draw_nuisance(1437, 4, seed=0)[torch.tensor(subset)[torch.tensor(order)]]
+    mi_calls = [n for name, n in received if name == "knife_mi"]
+    assert [name for name, _ in received] == ["knife_mi", "knife_entropy"] * 2  # 144 // 64
+    assert all(n is None for name, n in received if name == "knife_entropy")
+    assert torch.equal(torch.cat(mi_calls), s[:128])
+    assert len(set(s[:128].tolist())) == 4
+
+    scalars = tensorboard_scalars(run)
+    values = [v for _, v in scalars["train/knife_mi/knife_mi"]]
+    assert len(values) == 2 and all(torch.isfinite(torch.tensor(values)))
+    marginal = [v for _, v in scalars["train/knife_mi/knife_marginal_entropy"]]
+    conditional = [v for _, v in scalars["train/knife_mi/knife_conditional_entropy"]]
+    torch.testing.assert_close(
+        torch.tensor(values), torch.tensor(marginal) - torch.tensor(conditional)
+    )
+    # an estimator over the 4 tints: one-hot conditions of width data.nuisance_values
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    conditioning = state["regularizers.0.estimator.conditional.mean_net.1.weight"]
+    assert conditioning.shape == (32, 4)  # hidden_dim null: the 32-d embeddings' width

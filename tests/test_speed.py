@@ -156,7 +156,7 @@ def test_gpu_augmentation_is_wired_into_the_data_module():
     batch = next(iter(dm.train_dataloader()))
     assert batch[0].dtype == torch.uint8 and batch[0].shape == (8, 3, 32, 32)  # native digits
     dm.trainer = _Training()
-    views, labels, _ = dm.on_after_batch_transfer(batch, 0)
+    views, labels = dm.on_after_batch_transfer(batch, 0)[:2]
     assert len(views) == 2 and labels.shape == (8,)
     mean = torch.tensor(dm.mean).view(1, 3, 1, 1)
     std = torch.tensor(dm.std).view(1, 3, 1, 1)

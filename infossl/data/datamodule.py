@@ -16,6 +16,7 @@ from infossl.config import ConfigError
 from infossl.data.class_split import class_split_dataset, dataset_targets, num_train_classes
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.gpu_augment import GPUMultiViewAugment, build_gpu_input_transform
+from infossl.data.nuisance import TintNuisance
 from infossl.data.seeding import EpochSeededSampler, SeededItems
 from infossl.data.transforms import build_eval_transform, build_multiview_transform
 from infossl.reliability.safe_images import (
@@ -73,6 +74,16 @@ class SSLDataModule(pl.LightningDataModule):
         return num_train_classes(n) if self.cfg["data"]["class_split"] and n else n
 
     def _dataset(self, split: str, transform, loader=None):
+        d = self.cfg["data"]
+        if d["nuisance"] == "tint":
+            # s drawn per index, the held-out split with its own seed (as
+            # benchmarks/knife_nuisance.py); the tint comes before the views' transform.
+            seed = 1 if split == "val" else 0
+            base = self._labelled_dataset(split, None, loader)
+            return TintNuisance(base, transform, d["nuisance_values"], seed)
+        return self._labelled_dataset(split, transform, loader)
+
+    def _labelled_dataset(self, split: str, transform, loader=None):
         d = self.cfg["data"]
         if d["class_split"]:
             # Metric learning: train on the first half of the classes, validate (Recall@K) on
@@ -183,7 +194,7 @@ class SSLDataModule(pl.LightningDataModule):
         seed = int(torch.randint(0, 2**62, ()))
         self._generator.manual_seed(seed + rank)
         views = self.gpu_augment(images, generator=self._generator)
-        return Batch(views, batch[1], batch[2])
+        return Batch(views, batch[1], batch[2], batch[3] if len(batch) > 3 else None)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.gpu_augment is not None and self.trainer is not None and self.trainer.training:

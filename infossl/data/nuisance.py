@@ -2,14 +2,21 @@
 
 KNIFE's fair-classification and domain-adaptation experiments (Pichler et al., ICLR 2022;
 g-pichler/knife) minimise I(Z; s) for a nuisance s the encoder can see but the task does not
-need. Offline, digits get one: each image is tinted with one of ``num_values`` colours, drawn
-uniformly at random and independently of the label, so s is trivially predictable from the
-pixels (the colour) and carries no information about the digit.
+need. Offline, any labelled image dataset gets one: each image is tinted with one of
+``num_values`` colours, drawn uniformly at random and independently of the label, so s is
+trivially predictable from the pixels (the colour) and carries no information about the class.
+
+Two forms of the same construction, with the same draw of s (``draw_nuisance``): ``TintNuisance``
+wraps a dataset of PIL images for training (``data.nuisance: tint``; items gain s) and
+``tint_nuisance`` tints a tensor of images at once (benchmarks/knife_nuisance.py).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from PIL import Image
+from torch.utils.data import Dataset
 
 # RGB multipliers: red, green, blue, yellow, magenta, cyan (as many as num_values asks for).
 TINTS = torch.tensor(
@@ -22,6 +29,15 @@ TINTS = torch.tensor(
         [0.2, 1.0, 1.0],
     ]
 )
+MAX_VALUES = len(TINTS)
+
+
+def draw_nuisance(n: int, num_values: int = 4, seed: int = 0) -> torch.Tensor:
+    """s_i ~ Uniform{0, ..., num_values - 1} for n items, from a generator of its own (``seed``),
+    so s is independent of the labels and of the training order."""
+    if not 2 <= num_values <= MAX_VALUES:
+        raise ValueError(f"num_values must be in 2..{MAX_VALUES}, got {num_values}")
+    return torch.randint(num_values, (n,), generator=torch.Generator().manual_seed(seed))
 
 
 def tint_nuisance(
@@ -29,12 +45,48 @@ def tint_nuisance(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tint (N, 3, H, W) images in [-1, 1] with a random colour each; returns (tinted, s).
 
-    s ~ Uniform{0, ..., num_values - 1}, drawn from its own generator (``seed``), so it is
-    independent of the labels and of the training order. The tint scales the brightness above
-    black (-1) per channel: the digit's shape is unchanged, only its colour says s.
+    The tint scales the brightness above black (-1) per channel: the digit's shape is
+    unchanged, only its colour says s.
     """
-    if not 2 <= num_values <= len(TINTS):
-        raise ValueError(f"num_values must be in 2..{len(TINTS)}, got {num_values}")
-    s = torch.randint(num_values, (images.shape[0],), generator=torch.Generator().manual_seed(seed))
+    s = draw_nuisance(images.shape[0], num_values, seed)
     tint = TINTS[:num_values][s].to(images)[:, :, None, None]
     return (images + 1.0) * tint - 1.0, s
+
+
+def tint_image(image: Image.Image, value: int) -> Image.Image:
+    """An RGB PIL image with channel c scaled by ``TINTS[value, c]`` (the brightness above
+    black, as ``tint_nuisance`` does on [-1, 1] tensors), rounded to uint8."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    tinted = pixels * TINTS[value].numpy()
+    return Image.fromarray(np.clip(np.rint(tinted), 0, 255).astype(np.uint8))
+
+
+class TintNuisance(Dataset):
+    """Items ``(transform(tinted image), label, 0, s)`` of a dataset of ``(PIL image, label)``.
+
+    s is drawn once per index (``draw_nuisance``), so an item's s never changes and every view
+    of it shares s; the tint is applied before ``transform`` (the augmentations then act on the
+    tinted image). The third field is the loader's count of unreadable files stepped over (none
+    here; ``infossl.reliability.safe_images.collate_with_skips`` reads the fields by position).
+
+    Args:
+        dataset: yields (PIL image, label), untransformed.
+        transform: applied to each tinted PIL image.
+        num_values: how many tints (2..6).
+        seed: the draw of s (KNIFE's benchmark: 0 for the training split, 1 for the held-out).
+    """
+
+    def __init__(self, dataset: Dataset, transform=None, num_values: int = 4, seed: int = 0):
+        self.dataset = dataset
+        self.transform = transform
+        self.num_values = num_values
+        self.nuisance = draw_nuisance(len(dataset), num_values, seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        s = int(self.nuisance[index])
+        image = tint_image(image, s)
+        return (self.transform(image) if self.transform else image), label, 0, s

@@ -10,20 +10,14 @@ Its fit uses ``torch.autograd.grad`` rather than ``.backward()``, so no DDP redu
 
 Config (one dict, e.g. a YAML entry):
     {name: knife_entropy, on: embeddings|features, weight: 0.1, direction: maximize}
-    {name: knife_mi, on: embeddings, nuisance: label, num_classes: 10, weight: 0.1,
+    {name: knife_mi, on: embeddings, nuisance: label|data, num_classes: 10, weight: 0.1,
      direction: minimize|maximize}
-(the methods pass the batch's labels as the nuisance; a dataset whose labels are domain indices
-gives a domain-invariance term)
-Optional keys: dim (else the ``dim`` argument), modes (128), conditional_modes (128), lr (1e-3),
-betas ([0.5, 0.999]), full_covariance (auto: only for dim <= 64, since the precision factors cost M
-d^2 parameters and N M d^2 work), conditional_full_covariance (auto: only for dim <= 16), use_tanh
-(False: tanh bounds the precision scale to [1/e, e], too narrow for embeddings of small spread),
-init_std (0.01), scale_init_from_data (True), nuisance_dim (a float nuisance's width; integer
-nuisances are one-hot with num_classes), hidden_dim (conditioning nets' width, default dim),
-layer_norm (True, as the official config), standardize (True for knife_entropy, False for
-knife_mi; see below) and fit_steps (1: estimator updates per encoder step; more keep a
-fast-moving encoder from exploiting a stale estimator).
-``on`` is not used here: it tells the caller which tensor to pass.
+Every other key, and its default, is in ``infossl/configs/regularizers/<name>.yaml`` (type-checked
+by ``infossl.config_schema.Regularizer``); a given entry overrides only what differs. ``on`` and
+``nuisance`` are not used here: they tell the caller which tensors to pass (the embeddings or the
+backbone features; the batch's labels, or the dataset's nuisance of ``data.nuisance``, e.g. the
+colour tint of ``infossl/data/nuisance.py``; a dataset whose labels are domain indices gives a
+domain-invariance term).
 
 Standardization (``standardize``; default on for the entropy, off for MI): the inputs are centred
 and scaled per dimension by their batch statistics before the estimator sees them, with the gradient
@@ -50,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from infossl.config import regularizer_defaults
 from infossl.losses.knife import KNIFE, MarginalKNIFE
 
 NAMES = ("knife_entropy", "knife_mi")
@@ -76,53 +71,54 @@ class KnifeRegularizer(nn.Module):
 
     Args:
         config: one regularizer entry, e.g. ``{name: knife_entropy, weight: 0.1}`` or
-            ``{name: knife_mi, nuisance: label, num_classes: 10, weight: 0.1}``; every key is
-            listed in this module's docstring.
+            ``{name: knife_mi, nuisance: label, num_classes: 10, weight: 0.1}``; the keys it
+            leaves out take the defaults of ``configs/regularizers/<name>.yaml``.
         dim: width of ``x`` when the config has no ``dim``.
     """
 
     def __init__(self, config: Mapping, dim: int | None = None):
         super().__init__()
-        cfg = dict(config)
-        self.name = cfg.get("name")
-        if self.name not in NAMES:
-            raise ValueError(f"KNIFE regularizer name must be one of {NAMES}, got {self.name!r}")
-        self.on = cfg.get("on", "embeddings")
-        self.weight = float(cfg.get("weight", 1.0))
-        self.standardize = bool(cfg.get("standardize", self.name == "knife_entropy"))
-        default_direction = "maximize" if self.name == "knife_entropy" else "minimize"
-        self.direction = cfg.get("direction", default_direction)
+        name = config.get("name")
+        if name not in NAMES:
+            raise ValueError(f"KNIFE regularizer name must be one of {NAMES}, got {name!r}")
+        cfg = {**regularizer_defaults(name), **config}
+        self.name = name
+        self.on = cfg["on"]
+        self.weight = float(cfg["weight"])
+        self.standardize = bool(cfg["standardize"])
+        self.direction = cfg["direction"]
         if self.direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be maximize or minimize, got {self.direction!r}")
-        dim = cfg.get("dim", dim)
+        dim = dim if cfg["dim"] is None else cfg["dim"]
         if dim is None:
             raise ValueError("KnifeRegularizer needs the input width: config 'dim' or dim=")
         self.dim = int(dim)
         common = dict(
-            full_covariance=_full_covariance(cfg.get("full_covariance", "auto"), self.dim),
-            use_tanh=bool(cfg.get("use_tanh", False)),
-            init_std=float(cfg.get("init_std", 1e-2)),
-            scale_init_from_data=bool(cfg.get("scale_init_from_data", True)),
+            full_covariance=_full_covariance(cfg["full_covariance"], self.dim),
+            use_tanh=bool(cfg["use_tanh"]),
+            init_std=float(cfg["init_std"]),
+            scale_init_from_data=bool(cfg["scale_init_from_data"]),
         )
-        modes = int(cfg.get("modes", 128))
+        modes = int(cfg["modes"])
         if self.name == "knife_entropy":
             self.estimator = MarginalKNIFE(self.dim, modes, **common)
-            self.num_classes = None
+            self.nuisance = self.num_classes = None
         else:
-            self.nuisance = cfg.get("nuisance", "label")
-            self.num_classes = cfg.get("num_classes")
-            nuisance_dim = cfg.get("nuisance_dim", self.num_classes)
+            self.nuisance = cfg["nuisance"]
+            self.num_classes = cfg["num_classes"]
+            nuisance_dim = self.num_classes if cfg["nuisance_dim"] is None else cfg["nuisance_dim"]
             if nuisance_dim is None:
                 raise ValueError("knife_mi needs num_classes (integer nuisance) or nuisance_dim")
+            conditional_modes = cfg["conditional_modes"]
             self.estimator = KNIFE(
                 int(nuisance_dim),
                 self.dim,
                 modes,
-                int(cfg.get("conditional_modes", modes)),
-                hidden_dim=cfg.get("hidden_dim"),
-                layer_norm=bool(cfg.get("layer_norm", True)),
+                modes if conditional_modes is None else int(conditional_modes),
+                hidden_dim=cfg["hidden_dim"],
+                layer_norm=bool(cfg["layer_norm"]),
                 conditional_full_covariance=_full_covariance(
-                    cfg.get("conditional_full_covariance", "auto"),
+                    cfg["conditional_full_covariance"],
                     self.dim,
                     AUTO_CONDITIONAL_FULL_COVARIANCE_MAX_DIM,
                 ),
@@ -131,13 +127,11 @@ class KnifeRegularizer(nn.Module):
         self._trainable = [p for p in self.estimator.parameters() if p.requires_grad]
         for p in self._trainable:
             p.requires_grad_(False)
-        self.fit_steps = int(cfg.get("fit_steps", 1))
+        self.fit_steps = int(cfg["fit_steps"])
         if self.fit_steps < 1:
             raise ValueError(f"fit_steps must be >= 1, got {self.fit_steps}")
-        betas = tuple(float(b) for b in cfg.get("betas", (0.5, 0.999)))
-        self.optimizer = torch.optim.Adam(
-            self._trainable, lr=float(cfg.get("lr", 1e-3)), betas=betas
-        )
+        betas = tuple(float(b) for b in cfg["betas"])
+        self.optimizer = torch.optim.Adam(self._trainable, lr=float(cfg["lr"]), betas=betas)
 
     # -- the estimator -------------------------------------------------------------------------
     def _marginal(self) -> MarginalKNIFE:

@@ -104,9 +104,10 @@ class BaseMethod(pl.LightningModule):
         if cls.LOSS_RULES is not None:
             check_mapping(cfg["loss"], cls.LOSS_RULES, "loss", partial=True)
         for entry in cfg["regularizers"]:
-            if entry["name"] != "knife_mi":
+            # nuisance: data is checked against data.nuisance by config.validate
+            if entry["name"] != "knife_mi" or entry["nuisance"] != "label":
                 continue
-            if "num_classes" not in entry and "nuisance_dim" not in entry:
+            if entry["num_classes"] is None and entry["nuisance_dim"] is None:
                 raise ConfigError(
                     "regularizer knife_mi: the nuisance is the batch's labels (nuisance: label) "
                     "and needs num_classes, e.g. {name: knife_mi, nuisance: label, num_classes: 10}"
@@ -141,7 +142,8 @@ class BaseMethod(pl.LightningModule):
         # Extra terms from the config, e.g. a KNIFE entropy of the embeddings; each fits its own
         # estimator with its own optimizer, so it stays out of configure_optimizers.
         self.regularizers = nn.ModuleList(
-            build_regularizer(r, self._regularized_dim(r)) for r in cfg["regularizers"]
+            build_regularizer(self._regularizer_spec(r), self._regularized_dim(r))
+            for r in cfg["regularizers"]
         )
         training = cfg["training"]
         self.nonfinite_guard = NonFiniteGuard(
@@ -150,6 +152,13 @@ class BaseMethod(pl.LightningModule):
         # Set by infossl.speed.apply_to_model (trainer.channels_last): inputs are converted to
         # NHWC to match the weights.
         self.channels_last = False
+
+    def _regularizer_spec(self, spec: dict) -> dict:
+        """A ``nuisance: data`` term without num_classes one-hots the dataset's nuisance
+        values (data.nuisance_values)."""
+        if spec.get("nuisance") == "data" and spec.get("num_classes") is None:
+            return {**spec, "num_classes": self.cfg["data"]["nuisance_values"]}
+        return spec
 
     def _regularized_dim(self, spec: dict) -> int:
         on = spec.get("on", "embeddings")
@@ -192,8 +201,10 @@ class BaseMethod(pl.LightningModule):
         for regularizer in self.regularizers:
             source = embeddings if regularizer.on == "embeddings" else features
             # The global batch, so every process fits an identical estimator (as CorInfoMax).
+            nuisance = self._nuisance(regularizer, labels, batch)
             value, reg_logs = regularizer(
-                gather_cat(source[0]), nuisance=gather_cat_no_grad(labels)
+                gather_cat(source[0]),
+                nuisance=None if nuisance is None else gather_cat_no_grad(nuisance),
             )
             loss = loss + value
             logs.update({f"train/{regularizer.name}/{k}": v for k, v in reg_logs.items()})
@@ -216,6 +227,18 @@ class BaseMethod(pl.LightningModule):
             self.log_dict(logs, on_step=True, on_epoch=False)
             self.log("loss", loss.detach(), prog_bar=True, logger=False)
         return loss + probe_loss
+
+    @staticmethod
+    def _nuisance(regularizer: nn.Module, labels: torch.Tensor, batch) -> torch.Tensor | None:
+        """What a regularizer's ``nuisance`` names: the labels, or the dataset's nuisance that
+        the batch carries beside its images (``Batch.nuisance``, data.nuisance)."""
+        source = regularizer.nuisance
+        if source == "data":
+            nuisance = batch[3] if len(batch) > 3 else None
+            if nuisance is None:  # config.validate refuses this before anything is written
+                raise ValueError("a nuisance: data regularizer needs data.nuisance batches")
+            return nuisance
+        return labels if source == "label" else None
 
     def _online_probe_loss(self, features: torch.Tensor, labels: torch.Tensor, logs: dict):
         """Cross-entropy over the labelled samples (label -1: unlabelled, e.g. STL-10's extra

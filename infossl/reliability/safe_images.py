@@ -26,11 +26,13 @@ class BadImageError(Fault):
 
 
 class Batch(NamedTuple):
-    """What every training/validation loader yields: inputs, labels, bad images dropped."""
+    """What every training/validation loader yields: inputs, labels, bad images dropped, and
+    the dataset's nuisance per item (``data.nuisance``; None without one)."""
 
     inputs: object  # a tensor, or a list of tensors (one per view)
     labels: torch.Tensor
     skipped: torch.Tensor
+    nuisance: torch.Tensor | None = None
 
 
 # What a bad file raises while it is opened and decoded: truncated or foreign data (OSError,
@@ -103,9 +105,9 @@ class SubstituteBadItems(Dataset):
 
 
 def collate_with_skips(items: list) -> Batch:
-    """Collate (input, label[, bad files stepped over]) items into a Batch."""
-    if len(items[0]) == 2:
-        inputs, labels = default_collate(items)
-        return Batch(inputs, labels, torch.zeros((), dtype=torch.long))
-    inputs, labels, skipped = default_collate(items)
-    return Batch(inputs, labels, skipped.sum())
+    """Collate (input, label[, bad files stepped over[, nuisance]]) items into a Batch."""
+    columns = default_collate(items)
+    inputs, labels = columns[0], columns[1]
+    skipped = columns[2].sum() if len(columns) > 2 else torch.zeros((), dtype=torch.long)
+    nuisance = columns[3] if len(columns) > 3 else None
+    return Batch(inputs, labels, skipped, nuisance)

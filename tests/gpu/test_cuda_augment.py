@@ -45,7 +45,7 @@ def _setup(method_name: str, device):
     assert speed["augment_on"] == "gpu" and speed["pin_memory"] and speed["channels_last"]
     dm = SSLDataModule(cfg, speed)
     dm.setup("fit")
-    images, labels, skipped = next(iter(dm.train_dataloader()))
+    images, labels, skipped = next(iter(dm.train_dataloader()))[:3]
     assert images.dtype == torch.uint8 and images.is_pinned()
     batch = Batch(
         images.to(device, non_blocking=True), labels.to(device, non_blocking=True), skipped
@@ -59,7 +59,7 @@ def _setup(method_name: str, device):
 def _step(dm, batch, method):
     """The tensor work of BaseMethod.training_step after Lightning moved the batch, and the
     backward Lightning runs after it (its own logging reads values at logging steps only)."""
-    views, labels, _ = dm.augment_batch(batch)
+    views, labels = dm.augment_batch(batch)[:2]
     with torch.autocast("cuda", dtype=torch.bfloat16):
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         features = [method.backbone(v) for v in views]

@@ -125,7 +125,7 @@ def test_mi_with_labels_approaches_log_2_for_two_separated_clusters_and_0_for_ra
 
 def test_state_dict_round_trip_restores_parameters_and_adam_state_under_weights_only_load():
     torch.manual_seed(4)
-    cfg = {"name": "knife_mi", "nuisance": "domain", "num_classes": 3, "modes": 4}
+    cfg = {"name": "knife_mi", "nuisance": "data", "num_classes": 3, "modes": 4}
     reg = KnifeRegularizer(cfg, dim=2)
     batches = [(torch.randn(16, 2), torch.randint(0, 3, (16,))) for _ in range(4)]
     for z, n in batches[:3]:
@@ -154,6 +154,38 @@ def test_config_errors_are_explicit():
         KnifeRegularizer({"name": "knife_entropy"})
     with pytest.raises(ValueError, match="num_classes"):
         KnifeRegularizer({"name": "knife_mi"}, dim=2)
+
+
+def test_defaults_from_the_yaml_files_are_the_estimators_settings():
+    """A bare entry gets configs/regularizers/<name>.yaml: the official loop's Adam (lr 1e-3,
+    betas (0.5, 0.999)), 128 kernels, full covariance up to 64-d, one fit step."""
+    entropy = KnifeRegularizer({"name": "knife_entropy"}, dim=32)
+    assert (entropy.weight, entropy.direction, entropy.standardize) == (1.0, "maximize", True)
+    assert entropy.on == "embeddings" and entropy.fit_steps == 1 and entropy.nuisance is None
+    assert entropy.estimator.means.shape == (1, 128, 32)
+    assert entropy.estimator.tril is not None  # auto: full covariance at 32-d
+    assert KnifeRegularizer({"name": "knife_entropy"}, dim=65).estimator.tril is None
+    group = entropy.optimizer.param_groups[0]
+    assert group["lr"] == 1e-3 and group["betas"] == (0.5, 0.999)
+
+    mi = KnifeRegularizer({"name": "knife_mi", "num_classes": 10}, dim=32)
+    assert (mi.weight, mi.direction, mi.standardize, mi.nuisance) == (
+        1.0,
+        "minimize",
+        False,
+        "label",
+    )
+    conditional = mi.estimator.conditional
+    assert mi.estimator.marginal.means.shape == (1, 128, 32)
+    assert conditional.mean_net[-1].out_features == 128 * 32  # conditional_modes: modes
+    assert conditional.mean_net[1].weight.shape == (32, 10)  # hidden_dim: dim; one-hot of 10
+    assert isinstance(conditional.mean_net[0], nn.LayerNorm)  # layer_norm: true
+    assert conditional.tril_net is None  # conditional full covariance only up to 16-d
+    # a given key overrides its default, the others stay
+    small = KnifeRegularizer({"name": "knife_mi", "num_classes": 3, "modes": 4, "lr": 0.01}, 8)
+    assert small.estimator.marginal.means.shape == (1, 4, 8)
+    assert small.optimizer.param_groups[0]["lr"] == 0.01
+    assert small.optimizer.param_groups[0]["betas"] == (0.5, 0.999)
 
 
 def test_diagnostic_matches_analytic_entropy_of_a_small_scale_gaussian_under_inference_mode():
