@@ -29,6 +29,7 @@ from infossl.config import check_like, method_loss_defaults
 from infossl.config_schema import check_mapping
 from infossl.distributed import gather_cat, gather_cat_no_grad
 from infossl.errors import ConfigError
+from infossl.lightning_compat import attached_trainer
 from infossl.losses.knife_regularizer import NAMES as KNIFE_NAMES
 from infossl.losses.knife_regularizer import KnifeRegularizer
 from infossl.reliability.nonfinite import NonFiniteGuard
@@ -272,7 +273,7 @@ class BaseMethod(pl.LightningModule):
 
     # ---- optimization -----------------------------------------------------------------------
     def global_batch_size(self) -> int:
-        world = self.trainer.world_size if self._trainer is not None else 1
+        world = self.trainer.world_size if attached_trainer(self) is not None else 1
         return self.cfg["data"]["batch_size"] * world
 
     def trained_modules(self) -> list[nn.Module]:
