@@ -58,7 +58,7 @@ def mlp_projector(
     output_dim: int,
     num_layers: int,
     batch_norm: bool,
-    last_bias: bool = True,
+    last_bias: bool,
 ) -> nn.Module:
     """Linear(-BN)-ReLU blocks then a final Linear, as lightly's ProjectionHead builds them."""
     blocks = []
@@ -160,7 +160,12 @@ class BaseMethod(pl.LightningModule):
     def build_projector(self) -> nn.Module:
         p = self.cfg["projector"]
         return mlp_projector(
-            self.feature_dim, p["hidden_dim"], p["output_dim"], p["num_layers"], p["batch_norm"]
+            self.feature_dim,
+            p["hidden_dim"],
+            p["output_dim"],
+            p["num_layers"],
+            p["batch_norm"],
+            p["last_bias"],
         )
 
     def loss_terms(
