@@ -1,6 +1,8 @@
-"""Correlated-Gaussian MI problem of Poole et al., "On Variational Bounds of Mutual Information"
-(ICML 2019; google-research/google-research ``vbmi/vbmi_demo.ipynb``) and Song & Ermon,
-"Understanding the Limitations of Variational Mutual Information Estimators" (ICLR 2020;
+"""The correlated-Gaussian MI problem of Poole et al. 2019 and Song & Ermon 2020.
+
+Poole et al., "On Variational Bounds of Mutual Information" (ICML 2019;
+google-research/google-research ``vbmi/vbmi_demo.ipynb``); Song & Ermon, "Understanding the
+Limitations of Variational Mutual Information Estimators" (ICLR 2020;
 ermongroup/smile-mi-estimator ``utils.py``).
 
 x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps, so every coordinate pair has correlation rho and

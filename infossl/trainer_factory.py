@@ -1,5 +1,6 @@
-"""The Lightning Trainer of a run, assembled in one place: callbacks, TensorBoard logger, DDP
-strategy, precision and the atomic checkpoint I/O.
+"""The Lightning Trainer of a training run, assembled in one place.
+
+Its callbacks, TensorBoard logger, DDP strategy, precision and the atomic checkpoint I/O.
 
 ``infossl.training`` (train.py) and ``benchmarks/throughput.py`` both build their Trainer here,
 so the benchmark times the loop train.py runs. Imported after the config is resolved (it loads

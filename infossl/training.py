@@ -1,8 +1,10 @@
-"""One pretraining run, in steps: ``_resolve`` (config and run directory from the request),
-``_build`` (data module and model, every input checked), ``_prepare_run_dir`` (lock, create or
-reopen the directory, ``_resume_checkpoint``: the resume policy, config.yaml), ``_fit`` (the
-Trainer of ``infossl.trainer_factory``) and ``_outcome`` (the summary; ``infossl.cli_train``
-writes it as metrics.json through ``infossl.rundir.write_metrics``).
+"""One pretraining run: resolve, check every input, prepare the run directory, fit, summarise.
+
+The steps: ``_resolve`` (config and run directory from the request), ``_build`` (data module
+and model, every input checked), ``_prepare_run_dir`` (lock, create or reopen the directory,
+``_resume_checkpoint``: the resume policy, config.yaml), ``_fit`` (the Trainer of
+``infossl.trainer_factory``) and ``_outcome`` (the summary; ``infossl.cli_train`` writes it as
+metrics.json through ``infossl.rundir.write_metrics``).
 
 Every check that can fail on user input runs before the run directory is created, so bad input
 never leaves anything behind or touches an existing run.
