@@ -1,4 +1,9 @@
-"""Correlated-Gaussian MI problem of Poole et al. 2019 / Song & Ermon 2020 (methods.md section 6).
+"""The correlated-Gaussian MI problem of Poole et al. 2019 and Song & Ermon 2020.
+
+Poole et al., "On Variational Bounds of Mutual Information" (ICML 2019;
+google-research/google-research ``vbmi/vbmi_demo.ipynb``); Song & Ermon, "Understanding the
+Limitations of Variational Mutual Information Estimators" (ICLR 2020;
+ermongroup/smile-mi-estimator ``utils.py``).
 
 x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps, so every coordinate pair has correlation rho and
 I(x; y) = -(d/2) log(1 - rho^2). The "cubic" variant maps y -> y^3 (invertible: same MI).

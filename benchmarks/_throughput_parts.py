@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader
 from infossl.data.datamodule import SSLDataModule
 from infossl.methods import METHODS
 from infossl.speed import apply_to_model
+from infossl.trainer_factory import build_trainer
 
 # The timing helpers live in a module that needs torch alone (benchmarks/versus.py's children
 # import it under other frameworks' environments); re-exported here for throughput.py.
@@ -182,36 +184,37 @@ class _WindowCallback(pl.Callback):
             trainer.should_stop = True
 
 
-def _trainer(cfg, speed, precision, device, windows, log_dir) -> pl.Trainer:
-    from pytorch_lightning.loggers import TensorBoardLogger
-
-    from infossl.callbacks import Throughput
-
-    return pl.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        precision=precision,
+def timed_trainer(cfg, speed, precision, device, windows, log_dir) -> pl.Trainer:
+    """train.py's Trainer (``infossl.trainer_factory.build_trainer``: its callbacks, logger,
+    strategy and precision) on one device, without the epoch-end checkpoint writers (nothing
+    timed here is kept), stopped after the timed windows, no validation."""
+    devices = {
+        "accelerator": "gpu" if device.type == "cuda" else "cpu",
+        "devices": 1,
+        "precision": precision,
+    }
+    return build_trainer(
+        cfg,
+        Path(log_dir),
+        devices,
+        speed,
+        checkpoints=False,
+        extra_callbacks=[_WindowCallback(windows)],
         max_steps=windows.total,
-        benchmark=speed["cudnn_benchmark"],
-        log_every_n_steps=cfg["trainer"]["log_every_n_steps"],
-        logger=TensorBoardLogger(str(log_dir), name="", version=""),
-        callbacks=[Throughput(), _WindowCallback(windows)],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
         limit_val_batches=0,
     )
 
 
 def lightning_step(cfg, speed, precision, device, windows, log_dir) -> list[float]:
-    """Our LightningModule in the Trainer, as train.py runs it (TensorBoard logging every
-    ``log_every_n_steps``, the images/s callback), fed the pre-made device batches."""
+    """Our LightningModule in the Trainer as train.py runs it (``timed_trainer``: its callbacks,
+    TensorBoard logging every ``log_every_n_steps``), fed the pre-made device batches."""
     method = build_method(cfg, speed, device)
     batches = premade_batches(cfg, device)
     feed = [batches[i % len(batches)] for i in range(windows.total + 1)]
     loader = DataLoader(feed, batch_size=None, collate_fn=lambda b: b)
-    _trainer(cfg, speed, precision, device, windows, log_dir).fit(method, train_dataloaders=loader)
+    timed_trainer(cfg, speed, precision, device, windows, log_dir).fit(
+        method, train_dataloaders=loader
+    )
     return windows.rates
 
 
@@ -219,7 +222,7 @@ def lightning_train(cfg, speed, precision, device, windows, log_dir, n_images) -
     """End to end: the real data module (loader workers, CPU or GPU augmentation) + the step."""
     method = build_method(cfg, speed, device)
     dm = SyntheticDataModule(cfg, speed, n_images)
-    _trainer(cfg, speed, precision, device, windows, log_dir).fit(method, datamodule=dm)
+    timed_trainer(cfg, speed, precision, device, windows, log_dir).fit(method, datamodule=dm)
     return windows.rates
 
 

@@ -114,16 +114,16 @@ def run_infossl(spec: dict, recorder: Recorder, arrays: np.ndarray) -> None:
     for the in-memory images and the timing callback added to its callbacks."""
     import pytorch_lightning as pl
 
-    from infossl import cli_train, training
+    from infossl import cli_train, trainer_factory
     from infossl.data.datamodule import SSLDataModule
 
     def in_memory(self, split, transform):
         return ArrayImages(arrays if split == "train" else arrays[: spec["batch"]], transform)
 
     SSLDataModule._build = in_memory
-    callbacks = training._callbacks
-    training._callbacks = lambda cfg, run_dir: [
-        *callbacks(cfg, run_dir),
+    callbacks = trainer_factory.build_callbacks
+    trainer_factory.build_callbacks = lambda cfg, run_dir, checkpoints=True: [
+        *callbacks(cfg, run_dir, checkpoints),
         recorder.callback(pl.Callback),
     ]
     cli_train.main(

@@ -1,4 +1,4 @@
-"""Differential-entropy estimation with KNIFE against analytic truth (Pichler et al., ICLR 2022).
+"""Differential-entropy estimation with KNIFE against analytic truth (Pichler et al., ICML 2022).
 
 Reproduces the official notebook g-pichler/knife synthetic_experiments/estimate_entropy.ipynb:
   gaussian10 / gaussian64  X ~ N(0, I_d), h = (d/2) log(2 pi e); batch 128, M = 128 kernel samples,

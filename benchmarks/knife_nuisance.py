@@ -1,7 +1,7 @@
 """KNIFE nuisance removal on digits: classify the digit while minimising I(Z; s) with KNIFE.
 
 The pattern of KNIFE's fair-classification and domain-adaptation experiments (Pichler et al.,
-ICLR 2022; g-pichler/knife ``da_experiments``), offline: every digit is tinted with one of four
+ICML 2022; g-pichler/knife ``da_experiments``), offline: every digit is tinted with one of four
 colours s drawn independently of the label (``infossl/data/nuisance.py``), so s is easy to learn
 and useless for the label. A ResNet encodes the image to Z (16-d), a linear layer predicts the
 digit; the loss is cross-entropy + lambda * I_KNIFE(Z; s), the estimator fitted every step on the

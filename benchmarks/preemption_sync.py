@@ -36,8 +36,7 @@ import torch.multiprocessing as mp
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop  # noqa: E402
-
+from infossl.lightning_compat import lightning_sigterm_broadcast  # noqa: E402
 from infossl.reliability.preemption import PreemptionCheckpoint  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -62,7 +61,7 @@ def _time(setting: str, steps: int, every: int) -> float:
     start = time.perf_counter()
     for batch_idx in range(steps):
         if setting == "before":
-            _TrainingEpochLoop._broadcast_sigterm_tensor(loop)
+            lightning_sigterm_broadcast(loop)
         callback.on_train_batch_end(trainer, None, None, None, batch_idx)
     dist.barrier()
     return (time.perf_counter() - start) / steps

@@ -9,13 +9,14 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from infossl.lightning_compat import should_update_logs
+
 
 def logging_step(trainer) -> bool:
     """True on the steps whose on-step values Lightning writes (every ``log_every_n_steps``,
     and when stopping). ``self.log`` on the other steps stores values nobody reads, at ~0.1-1 ms
     of Python per call: with ten terms, more than a GPU step of a small model takes."""
-    connector = getattr(trainer, "_logger_connector", None)
-    return connector is None or connector.should_update_logs
+    return should_update_logs(trainer)
 
 
 class RNGStateCheckpoint(pl.Callback):

@@ -9,7 +9,6 @@ python train.py --method infonce --data digits optimizer.lr=0.3 loss.temperature
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -157,6 +156,7 @@ def result_line(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
+    from infossl.rundir import write_metrics
     from infossl.training import TrainRequest, run_training
 
     started = time.time()
@@ -177,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if result is not None:
         result["wall_time_s"] = round(time.time() - started, 1)
         result["command"] = " ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])])
-        path = result.pop("run_dir") / "metrics.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        path = write_metrics(result.pop("run_dir"), result)
         print(result_line(result))
         print(f"wrote {path}")
     return 0

@@ -71,9 +71,17 @@ def _parse(path: Path, mtime_ns: int, size: int) -> dict | list:
 
 
 def stored_config(path: str | Path) -> DictConfig:
-    """A run's resolved config.yaml, over base.yaml: a run written before a key was added
-    resumes with that key's default instead of failing on the missing key."""
-    return OmegaConf.merge(load_yaml(CONFIG_DIR / "base.yaml"), load_yaml(path))
+    """A run's resolved config.yaml, over its method x dataset defaults: a run written before
+    a key was added resumes with that key's default for its method (the model it trained)
+    instead of failing on the missing key; base.yaml's defaults where the method or dataset
+    is no longer known."""
+    stored = load_yaml(path)
+    method, data = OmegaConf.select(stored, "method"), OmegaConf.select(stored, "data.name")
+    if method in available("methods") and data in available("data"):
+        defaults = default_config(method, data)
+    else:
+        defaults = load_yaml(CONFIG_DIR / "base.yaml")
+    return OmegaConf.merge(defaults, stored)
 
 
 def available(kind: str) -> list[str]:

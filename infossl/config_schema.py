@@ -158,6 +158,7 @@ class Projector:
     output_dim: Count
     num_layers: Count
     batch_norm: bool
+    last_bias: bool
 
 
 @dataclass

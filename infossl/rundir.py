@@ -9,6 +9,7 @@ writer that died.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -142,3 +143,12 @@ def write_config(run_dir: Path, cfg, resuming: bool) -> None:
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_metrics(run_dir: Path, result: dict) -> Path:
+    """Write the run's summary as ``metrics.json`` (atomically: a reader never sees half)."""
+    path = run_dir / "metrics.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,4 +1,10 @@
-"""One pretraining run: resolve the config, check every input, then build and fit.
+"""One pretraining run: resolve, check every input, prepare the run directory, fit, summarise.
+
+The steps: ``_resolve`` (config and run directory from the request), ``_build`` (data module
+and model, every input checked), ``_prepare_run_dir`` (lock, create or reopen the directory,
+``_resume_checkpoint``: the resume policy, config.yaml), ``_fit`` (the Trainer of
+``infossl.trainer_factory``) and ``_outcome`` (the summary; ``infossl.cli_train`` writes it as
+metrics.json through ``infossl.rundir.write_metrics``).
 
 Every check that can fail on user input runs before the run directory is created, so bad input
 never leaves anything behind or touches an existing run.
@@ -19,7 +25,6 @@ from infossl import config as C
 from infossl.errors import UserError
 from infossl.reliability.run_lock import RunDirLock
 from infossl.rundir import (
-    checkpoint_dir,
     clear_half_made,
     create_run_dir,
     export_backbone,
@@ -144,19 +149,17 @@ def _checked_checkpoint(path: Path, expected_keys: set[str]) -> Path:
     return path
 
 
-def _open_run_dir(run: ResolvedRun, resume: str | None, expected_keys: set[str]) -> Path | None:
+def _open_run_dir(run: ResolvedRun, resume: str | None) -> bool:
     """Create, fork into or reopen the run directory (the launching process, holding the run's
-    lock); return the checkpoint to continue from, saying what was found and done."""
-    from infossl.reliability.resume import choose_resume_checkpoint
-
+    lock); True when it was created now (nothing in it to resume from)."""
     run_dir = run.run_dir
     if run.fork_of is not None:
         create_run_dir(run_dir)  # refuses an existing NEW: a fork never writes into a run
         print(f"forking {run.fork_of} at {run.checkpoint} into the new run {run_dir}")
-        return run.checkpoint
+        return True
     if not run_dir.is_dir() or resume is None:
         create_run_dir(run_dir)  # refuses an existing one, saying whether it has a checkpoint
-        return run.checkpoint
+        return True
     removed = remove_stale_temporaries(run_dir)
     if removed:
         megabytes = sum(size for _, size in removed) / 1e6
@@ -165,16 +168,32 @@ def _open_run_dir(run: ResolvedRun, resume: str | None, expected_keys: set[str])
             f"died ({megabytes:.1f} MB: {', '.join(name for name, _ in removed)}); the files "
             "they were replacing are intact"
         )
+    return False
+
+
+def _resume_checkpoint(
+    run: ResolvedRun, resume: str | None, expected_keys: set[str], launching: bool
+) -> Path | None:
+    """The resume policy: the checkpoint to continue from (None: from scratch).
+
+    --resume PATH continues from PATH (a fork too); --resume auto from the run's newest usable
+    checkpoint, chosen by the launching process (after ``_open_run_dir``, saying what it found)
+    and silently, the same way, by DDP ranks > 0; a run without one starts again from scratch.
+    """
+    from infossl.reliability.resume import choose_resume_checkpoint
+
     if resume != "auto":
         return run.checkpoint
-    choice = choose_resume_checkpoint(run_dir, expected_keys)
+    if not launching:
+        return choose_resume_checkpoint(run.run_dir, expected_keys).path
+    choice = choose_resume_checkpoint(run.run_dir, expected_keys)
     for message in choice.messages:
         warn(message)
     if choice.path is None:
-        cleared = clear_half_made(run_dir)
+        cleared = clear_half_made(run.run_dir)
         extra = f"; removed its {cleared} TensorBoard file(s)" if cleared else ""
         print(
-            f"run {run_dir} holds no checkpoint (it stopped before its first epoch ended): "
+            f"run {run.run_dir} holds no checkpoint (it stopped before its first epoch ended): "
             f"starting it from scratch{extra}"
         )
     return choice.path
@@ -254,62 +273,46 @@ def _check_resume_fits(method: pl.LightningModule, checkpoint: Path, cfg: dict) 
     )
 
 
-def _callbacks(cfg: dict, run_dir: Path) -> list:
-    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+@dataclass
+class _Built:
+    """What a run trains, built and checked before anything is written."""
 
-    from infossl.callbacks import (
-        BadImageCounter,
-        LastCheckpointEveryEpoch,
-        RNGStateCheckpoint,
-        StopAfterEpoch,
-        Throughput,
-    )
-    from infossl.reliability.preemption import PreemptionCheckpoint
-
-    checkpoints = ModelCheckpoint(
-        dirpath=checkpoint_dir(run_dir),
-        filename="epoch={epoch:03d}",
-        auto_insert_metric_name=False,
-        every_n_epochs=cfg["checkpoint"]["every_n_epochs"],
-        save_top_k=-1,
-        save_last=False,
-    )
-    # last.ckpt after every epoch, the numbered ones every checkpoint.every_n_epochs.
-    last = LastCheckpointEveryEpoch(last_checkpoint(run_dir))
-    callbacks = [
-        checkpoints,
-        last,
-        RNGStateCheckpoint(),
-        Throughput(),
-        TQDMProgressBar(refresh_rate=10),
-        # Under DDP the processes agree on a signal at logging steps (one all-reduce each).
-        PreemptionCheckpoint(last_checkpoint(run_dir), cfg["trainer"]["log_every_n_steps"]),
-    ]
-    if cfg["data"]["name"] == "folder":
-        callbacks.append(BadImageCounter())
-    if cfg["trainer"]["stop_after_epoch"]:
-        callbacks.append(StopAfterEpoch(cfg["trainer"]["stop_after_epoch"]))
-    from infossl.methods.hooks import extra_callbacks
-
-    return callbacks + extra_callbacks(cfg)
+    plain: dict
+    devices: dict
+    speed: dict
+    datamodule: SSLDataModule
+    method: pl.LightningModule
 
 
 def run_training(req: TrainRequest) -> dict | None:
     """Fit one run; return the final metrics in the launching process (None elsewhere)."""
     run = _resolve(req)
+    from infossl.console import quiet_console
+
+    quiet_console()
+    built = _build(run, req)
+    expected_keys = set(built.method.state_dict())
+    launching = is_launching_process()
+    if launching:
+        checkpoint = _prepare_run_dir(run, req.resume, built, expected_keys)
+    else:
+        checkpoint = _resume_checkpoint(run, req.resume, expected_keys, launching=False)
+    return _fit(run, checkpoint, built)
+
+
+def _build(run: ResolvedRun, req: TrainRequest) -> _Built:
+    """Data module and model, every input checked. The model is built before anything is
+    written: a backbone that cannot be built, or weights to resume that do not fit it, leave
+    no directory and no changed file behind."""
     import pytorch_lightning as pl
 
     from infossl.backbones import check_pretrained_weights
-    from infossl.console import quiet_console
     from infossl.data.datamodule import SSLDataModule
     from infossl.methods import METHODS
-    from infossl.reliability.resume import choose_resume_checkpoint
     from infossl.runtime import resolve_devices
     from infossl.speed import apply_to_model, resolve_speed
 
-    quiet_console()
-    cfg = run.cfg
-    plain = C.to_plain(cfg)
+    plain = C.to_plain(run.cfg)
     devices = resolve_devices(plain["trainer"], req.gpus)
     speed = resolve_speed(plain, devices["accelerator"])
     datamodule = SSLDataModule(plain, speed)
@@ -319,91 +322,81 @@ def run_training(req: TrainRequest) -> dict | None:
     _check_trains_something(datamodule, plain, devices["devices"] * plain["trainer"]["num_nodes"])
     check_pretrained_weights(plain["backbone"])
 
-    # The model is built before anything is written: a backbone that cannot be built, or
-    # weights to resume that do not fit it, leave no directory and no changed file behind.
     pl.seed_everything(plain["seed"], workers=True, verbose=False)
     method = apply_to_model(method_class(plain, datamodule.num_classes), speed)
-    expected_keys = set(method.state_dict())
     if run.checkpoint is not None:
-        _checked_checkpoint(run.checkpoint, expected_keys)
+        _checked_checkpoint(run.checkpoint, set(method.state_dict()))
         _check_resume_fits(method, run.checkpoint, plain)
-
-    if is_launching_process():
-        if req.resume is None or run.fork_of is not None:
-            refuse_existing(run.run_dir)  # before the lock, whose file would be rewritten
-        # Held until this process exits (metrics.json is written after the fit, under it too);
-        # the kernel drops the lock of a process that died, SIGKILL included.
-        try:
-            _HELD_LOCKS.setdefault(run.run_dir.resolve(), RunDirLock(run.run_dir)).acquire()
-            checkpoint = _open_run_dir(run, req.resume, expected_keys)
-            if checkpoint is not None and checkpoint != run.checkpoint:
-                _check_resume_fits(method, checkpoint, plain)  # --resume auto chose it here
-            write_config(run.run_dir, cfg, resuming=run.run_dir.joinpath("config.yaml").is_file())
-        except OSError as err:
-            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise
-            raise UserError(
-                f"cannot write the run directory {run.run_dir} ({err.strerror}); choose "
-                "another --run-dir"
-            ) from err
-        print(f"run directory {run.run_dir} (config.yaml, TensorBoard events, checkpoints/)")
-        if checkpoint is not None:
-            print(f"resuming from {checkpoint}")
-            _warn_if_schedule_changes(checkpoint, plain)
-    elif req.resume == "auto":  # DDP ranks > 0 make the same choice, silently
-        checkpoint = choose_resume_checkpoint(run.run_dir, expected_keys).path
-    else:
-        checkpoint = run.checkpoint
-    return _fit(run, checkpoint, plain, devices, speed, datamodule, method)
+    return _Built(plain, devices, speed, datamodule, method)
 
 
-def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | None:
-    import pytorch_lightning as pl
+def _prepare_run_dir(
+    run: ResolvedRun, resume: str | None, built: _Built, expected_keys: set[str]
+) -> Path | None:
+    """The launching process: lock, create or reopen the run directory, choose the checkpoint
+    to resume from and write config.yaml; return that checkpoint."""
+    if resume is None or run.fork_of is not None:
+        refuse_existing(run.run_dir)  # before the lock, whose file would be rewritten
+    # Held until this process exits (metrics.json is written after the fit, under it too);
+    # the kernel drops the lock of a process that died, SIGKILL included.
+    try:
+        _HELD_LOCKS.setdefault(run.run_dir.resolve(), RunDirLock(run.run_dir)).acquire()
+        created = _open_run_dir(run, resume)
+        checkpoint = (
+            run.checkpoint
+            if created
+            else _resume_checkpoint(run, resume, expected_keys, launching=True)
+        )
+        if checkpoint is not None and checkpoint != run.checkpoint:
+            _check_resume_fits(built.method, checkpoint, built.plain)  # --resume auto chose it
+        write_config(run.run_dir, run.cfg, resuming=run.run_dir.joinpath("config.yaml").is_file())
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise UserError(
+            f"cannot write the run directory {run.run_dir} ({err.strerror}); choose "
+            "another --run-dir"
+        ) from err
+    print(f"run directory {run.run_dir} (config.yaml, TensorBoard events, checkpoints/)")
+    if checkpoint is not None:
+        print(f"resuming from {checkpoint}")
+        _warn_if_schedule_changes(checkpoint, built.plain)
+    return checkpoint
+
+
+def _fit(run: ResolvedRun, checkpoint: Path | None, built: _Built) -> dict | None:
+    """Assemble the Trainer (``infossl.trainer_factory``), fit, and summarise the outcome."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from infossl.callbacks import BadImageCounter
-    from infossl.console import QuietTensorBoardLogger
-    from infossl.reliability.checkpoint_io import AtomicCheckpointIO
-    from infossl.reliability.preemption import PreemptionCheckpoint
-    from infossl.runtime import strategy_for
+    from infossl.trainer_factory import build_trainer
 
+    method = built.method
     last = last_checkpoint(run.run_dir)
     method.nonfinite_guard.last_checkpoint = lambda: str(last) if last.is_file() else None
-    t = plain["trainer"]
-    trainer = pl.Trainer(
-        max_epochs=t["epochs"],
-        accelerator=devices["accelerator"],
-        devices=devices["devices"],
-        num_nodes=t["num_nodes"],
-        strategy=strategy_for(devices["devices"], t["num_nodes"], t["ddp_timeout_s"]),
-        precision=devices["precision"],
-        # torch's SyncBatchNorm refuses CPU modules ("only work with GPU modules"); on CPU
-        # (gloo) each process normalises its own batch, as lightly's benchmarks do.
-        sync_batchnorm=t["sync_batchnorm"]
-        and devices["accelerator"] == "gpu"
-        and devices["devices"] * t["num_nodes"] > 1,
-        deterministic=t["deterministic"],
-        benchmark=speed["cudnn_benchmark"],
-        log_every_n_steps=t["log_every_n_steps"],
-        default_root_dir=str(run.run_dir),  # where Lightning's SLURM requeue saves hpc_ckpt_*
-        logger=QuietTensorBoardLogger(
-            save_dir=str(run.run_dir.parent),
-            name=run.run_dir.name,
-            version="",
-            default_hp_metric=False,
-        ),
-        callbacks=_callbacks(plain, run.run_dir),
-        plugins=[AtomicCheckpointIO()],
-        num_sanity_val_steps=0,  # a sanity pass would consume RNG and break resume equality
-        enable_model_summary=False,
-    )
-    status = "finished"
+    trainer = build_trainer(built.plain, run.run_dir, built.devices, built.speed)
+    preempted = False
     try:
         trainer.fit(
-            method, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None
+            method,
+            datamodule=built.datamodule,
+            ckpt_path=str(checkpoint) if checkpoint else None,
         )
     except SIGTERMException:
-        status = "preempted"  # last.ckpt was saved at the step boundary by PreemptionCheckpoint
+        preempted = True  # last.ckpt was saved at the step boundary by PreemptionCheckpoint
+    return _outcome(run, checkpoint, built, trainer, preempted)
+
+
+def _outcome(
+    run: ResolvedRun, checkpoint: Path | None, built: _Built, trainer: pl.Trainer, preempted: bool
+) -> dict | None:
+    """The run's summary (metrics.json, without the CLI's fields) in the launching process,
+    after exporting the backbone and saying how the run ended; None in the other processes."""
+    from infossl.callbacks import BadImageCounter
+    from infossl.reliability.preemption import PreemptionCheckpoint
+
+    plain, devices, method = built.plain, built.devices, built.method
+    t = plain["trainer"]
+    status = "preempted" if preempted else "finished"
     preemption = next(c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint))
     if preemption.saved_step is not None:
         status = "preempted"
@@ -416,7 +409,8 @@ def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | N
     backbone_file = export_backbone(run.run_dir, method.backbone)
     if status == "preempted":
         print(
-            f"preempted: saved {last} at step {preemption.saved_step}; continue with --resume auto"
+            f"preempted: saved {last_checkpoint(run.run_dir)} at step {preemption.saved_step}; "
+            "continue with --resume auto"
         )
     if skipped_images:
         print(f"skipped {skipped_images} unreadable image(s) (data.on_bad_image=skip)")
@@ -434,7 +428,7 @@ def _fit(run, checkpoint, plain, devices, speed, datamodule, method) -> dict | N
         "global_step": trainer.global_step,
         "devices": devices["devices"] * t["num_nodes"],
         "precision": devices["precision"],
-        "speed": speed,
+        "speed": built.speed,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "backbone_file": str(backbone_file),
         "status": status,

@@ -127,3 +127,22 @@ def test_regularizer_entries_are_filled_from_their_yaml_and_keep_what_was_given(
     assert mi["direction"] == "minimize" and mi["standardize"] is False
     assert mi["lr"] == 1e-3 and mi["betas"] == [0.5, 0.999] and mi["modes"] == 128
     C.validate(cfg)
+
+
+def test_an_older_corinfomax_run_keeps_its_bias_free_projector_on_resume(tmp_path):
+    # projector.last_bias came after the first corinfomax runs: theirs must not gain a bias
+    # (base.yaml's default), or their weights would no longer fit the model.
+    from infossl.methods import METHODS
+
+    old = OmegaConf.to_container(C.default_config("corinfomax", "digits"))
+    del old["projector"]["last_bias"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    stored = C.stored_config(tmp_path / "config.yaml")
+    assert stored.projector.last_bias is False
+    cfg = C.to_plain(C.resolve_views(stored))
+    last = [m for m in METHODS["corinfomax"](cfg, 10).projector.modules() if hasattr(m, "bias")]
+    assert last[-1].bias is None and last[0].bias is not None  # only the final Linear lacks it
+    infonce = C.to_plain(C.resolve_views(C.default_config("infonce", "digits")))
+    assert infonce["projector"]["last_bias"] is True
+    final = [m for m in METHODS["infonce"](infonce, 10).projector.modules() if hasattr(m, "bias")]
+    assert final[-1].bias is not None

@@ -1,5 +1,5 @@
 """dml-ce / dml-pairwise configs and model: the official code's settings (jeromerony/
-dml_cross_entropy README and experiment.py, shared/reference/methods.md section 5.2)."""
+dml_cross_entropy README and experiment.py, utils/utils.py SmoothCrossEntropy)."""
 
 import pytest
 import torch

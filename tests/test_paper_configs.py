@@ -76,6 +76,7 @@ def test_paper_config_matches_the_official_hyper_parameters(row):
     assert cfg.optimizer.name == "sgd" and cfg.optimizer.weight_decay == 1e-4
     p = cfg.projector
     assert (p.hidden_dim, p.output_dim, p.num_layers, p.batch_norm) == (hidden, out, 3, bn)
+    assert p.last_bias is False  # CovModel / CovModel6: the final Linear has bias=False
     assert (cfg.loss.alpha, cfg.loss.la_R, cfg.loss.la_mu) == (alpha, la, la)
     assert (cfg.loss.eps, cfg.loss.R_ini) == (1e-8, 1.0)
     assert cfg.data.augmentation == "asymmetric"

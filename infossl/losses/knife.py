@@ -1,4 +1,4 @@
-"""KNIFE: Kernelized-Neural differential entropy estimation (Pichler et al., ICLR 2022).
+"""KNIFE: Kernelized-Neural differential entropy estimation (Pichler et al., ICML 2022).
 
 Follows the official code, g-pichler/knife @ bec8e057; the paper's text was not available, so
 wherever it could be ambiguous the code decides, and the comments say which file.

@@ -29,6 +29,7 @@ from infossl.config import check_like, method_loss_defaults
 from infossl.config_schema import check_mapping
 from infossl.distributed import gather_cat, gather_cat_no_grad
 from infossl.errors import ConfigError
+from infossl.lightning_compat import attached_trainer
 from infossl.losses.knife_regularizer import NAMES as KNIFE_NAMES
 from infossl.losses.knife_regularizer import KnifeRegularizer
 from infossl.reliability.nonfinite import NonFiniteGuard
@@ -57,7 +58,7 @@ def mlp_projector(
     output_dim: int,
     num_layers: int,
     batch_norm: bool,
-    last_bias: bool = True,
+    last_bias: bool,
 ) -> nn.Module:
     """Linear(-BN)-ReLU blocks then a final Linear, as lightly's ProjectionHead builds them."""
     blocks = []
@@ -168,7 +169,12 @@ class BaseMethod(pl.LightningModule):
     def build_projector(self) -> nn.Module:
         p = self.cfg["projector"]
         return mlp_projector(
-            self.feature_dim, p["hidden_dim"], p["output_dim"], p["num_layers"], p["batch_norm"]
+            self.feature_dim,
+            p["hidden_dim"],
+            p["output_dim"],
+            p["num_layers"],
+            p["batch_norm"],
+            p["last_bias"],
         )
 
     def loss_terms(
@@ -295,7 +301,7 @@ class BaseMethod(pl.LightningModule):
 
     # ---- optimization -----------------------------------------------------------------------
     def global_batch_size(self) -> int:
-        world = self.trainer.world_size if self._trainer is not None else 1
+        world = self.trainer.world_size if attached_trainer(self) is not None else 1
         return self.cfg["data"]["batch_size"] * world
 
     def trained_modules(self) -> list[nn.Module]:

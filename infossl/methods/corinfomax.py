@@ -1,7 +1,8 @@
 """``--method corinfomax``: log-det covariance + alignment (Ozsoy et al., NeurIPS 2022).
 
-Projector Linear-ReLU-Linear-ReLU-Linear(bias=False) (official ``CovModel``; the ImageNet-1K
-variant ``CovModel6`` adds BatchNorm: ``projector.batch_norm: true``). The loss module holds the
+Projector Linear-ReLU-Linear-ReLU-Linear(bias=False) (official ``CovModel``:
+``projector.last_bias: false`` in configs/methods/corinfomax.yaml; the ImageNet-1K variant
+``CovModel6`` adds BatchNorm: ``projector.batch_norm: true``). The loss module holds the
 four moving averages as float64 buffers, so they are saved in every checkpoint and restored on
 resume; under DDP it all-gathers the embeddings so every process sees the global batch and keeps
 identical moving averages, as the official code does.
@@ -14,7 +15,7 @@ from typing import Annotated
 
 from infossl.config_schema import Ge, Gt, Lt, Prob
 from infossl.losses.corinfomax import CorInfoMaxLoss
-from infossl.methods.base import BaseMethod, mlp_projector
+from infossl.methods.base import BaseMethod
 
 
 @dataclass
@@ -52,17 +53,6 @@ class CorInfoMax(BaseMethod):
             R_ini=loss["R_ini"],
             cov_weight=loss["cov_weight"],
             normalize=loss["normalize"],
-        )
-
-    def build_projector(self):
-        p = self.cfg["projector"]
-        return mlp_projector(
-            self.feature_dim,
-            p["hidden_dim"],
-            p["output_dim"],
-            p["num_layers"],
-            p["batch_norm"],
-            last_bias=False,
         )
 
     def loss_terms(self, features, embeddings, labels):

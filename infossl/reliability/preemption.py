@@ -57,13 +57,19 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from infossl.lightning_compat import (
+    cluster_environment,
+    replace_sigterm_broadcast,
+    restore_sigterm_broadcast,
+)
+
 
 def _no_broadcast() -> None:
     """Stands in for Lightning's per-step SIGTERM broadcast while this callback owns SIGTERM."""
 
 
 def _slurm_requeue_owns_sigusr1(trainer: pl.Trainer) -> bool:
-    environment = trainer._accelerator_connector.cluster_environment
+    environment = cluster_environment(trainer)
     return isinstance(environment, SLURMEnvironment) and environment.auto_requeue
 
 
@@ -100,9 +106,8 @@ class PreemptionCheckpoint(pl.Callback):
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._on_signal)
         loop = trainer.fit_loop.epoch_loop
-        if trainer.world_size > 1 and hasattr(loop, "_broadcast_sigterm_tensor"):
-            loop._broadcast_sigterm_tensor = _no_broadcast  # instance attribute: undone below
-            self._loop = loop
+        if trainer.world_size > 1 and replace_sigterm_broadcast(loop, _no_broadcast):
+            self._loop = loop  # undone below
 
     def _restore_handlers(self) -> None:
         # Runs before Lightning's own teardown restores the handlers it found, so the process
@@ -112,7 +117,7 @@ class PreemptionCheckpoint(pl.Callback):
                 signal.signal(signum, handler)
         self._previous = {}
         if self._loop is not None:
-            vars(self._loop).pop("_broadcast_sigterm_tensor", None)
+            restore_sigterm_broadcast(self._loop)
             self._loop = None
 
     def on_train_end(self, trainer, pl_module) -> None:

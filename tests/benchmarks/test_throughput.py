@@ -5,6 +5,7 @@ losses of the NT-Xent comparison equal (same formula)."""
 import json
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -131,3 +132,49 @@ def test_flop_count_of_a_linear_step_matches_the_formula():
     with FlopCounterMode(display=False) as counter:
         layer(x).sum().backward()
     assert counter.get_total_flops() == 3 * 2 * 5 * 7 * 3
+
+
+def test_the_timed_trainer_is_train_py_trainer_without_the_checkpoint_writers(
+    tmp_path, monkeypatch
+):
+    """step/lightning and train/* time train.py's Trainer: the same callbacks (minus the two
+    epoch-end checkpoint writers, plus the timing windows), logger, strategy and precision."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+    from train_helpers import TINY as TRAIN_TINY
+
+    from infossl import callbacks as cb
+    from infossl import cli_train
+    from infossl.console import QuietTensorBoardLogger
+    from infossl.eval.monitor import CollapseMonitor
+    from infossl.reliability.preemption import PreemptionCheckpoint
+
+    fitted = []
+    monkeypatch.setattr(pl.Trainer, "fit", lambda self, *a, **k: fitted.append(self))
+    argv = ["--method", "infonce", "--data", "digits", "--accelerator", "cpu", "--epochs", "1"]
+    cli_train.main([*argv, "--run-dir", str(tmp_path), "--name", "t", *TRAIN_TINY])
+    (train_py,) = fitted
+
+    args = bench.build_parser().parse_args([*TINY, "--out", str(tmp_path / "unused.json")])
+    device = torch.device("cpu")
+    cfg, speed, precision = bench._config(args, device)
+    windows = P.Windows(1, 2, 2, cfg["data"]["batch_size"], device)
+    timed = P.timed_trainer(cfg, speed, precision, device, windows, tmp_path / "logs")
+
+    run_types = [type(c) for c in train_py.callbacks]
+    shared = [
+        cb.RNGStateCheckpoint,
+        cb.Throughput,
+        TQDMProgressBar,
+        PreemptionCheckpoint,
+        CollapseMonitor,
+    ]
+    assert run_types == [cb.LastCheckpointEveryEpoch, *shared, ModelCheckpoint], run_types
+    assert [type(c) for c in timed.callbacks] == [*shared, P._WindowCallback]
+    assert timed.checkpoint_callbacks == [] and len(train_py.checkpoint_callbacks) == 1
+    for trainer in (train_py, timed):
+        assert type(trainer.logger) is QuietTensorBoardLogger
+        assert type(trainer.strategy).__name__ == "SingleDeviceStrategy"
+        assert type(trainer.precision_plugin).__name__ == "Precision"  # "32" on CPU
+    assert timed.max_steps == windows.total and timed.limit_val_batches == 0
+    assert Path(timed.logger.log_dir) == tmp_path / "logs"  # as a run directory

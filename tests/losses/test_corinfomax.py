@@ -17,7 +17,8 @@ STATE = ("mu1", "mu2", "R1", "R2")
 
 
 class ReferenceCorInfoMax:
-    """Written from the formula (methods.md 1.2) with explicit loops over samples, float64.
+    """Written from the formula of the official loss (serdarozsoy/corinfomax-ssl,
+    ``cifars-tiny/loss.py``: ``CovarianceLossv2``) with explicit loops over samples, float64.
     The two flags build the wrong update orders that the order test must tell apart."""
 
     def __init__(self, dim, la_R, la_mu, eps, alpha, old_mean=False, la_R_on_batch=False):
@@ -97,8 +98,8 @@ def _identical_batch(seed=7):
     return z0 / z0.norm(), batch
 
 
-def test_identical_rows_with_la_mu_zero_give_methods_md_closed_form():
-    # methods.md 1.8: with la_mu = 0 the new mean is the batch row z0 itself, the centred batch
+def test_identical_rows_with_la_mu_zero_give_the_closed_form():
+    # With la_mu = 0 the new mean is the batch row z0 itself, the centred batch
     # is zero and R = la_R R_prev, so L = -[logdet(la_R R1 + eps I) + logdet(la_R R2 + eps I)]/D.
     settings = {**SETTINGS, "la_mu": 0.0}
     loss, (_, _, R1, R2) = _warmed_loss(settings)

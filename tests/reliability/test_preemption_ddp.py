@@ -8,9 +8,9 @@ import signal
 from types import SimpleNamespace
 
 import pytest
-from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from infossl.lightning_compat import SIGTERM_BROADCAST, lightning_sigterm_broadcast
 from infossl.reliability.preemption import PreemptionCheckpoint
 
 
@@ -26,7 +26,7 @@ class _Strategy:
 
 
 def _trainer(strategy, world_size=2):
-    loop = SimpleNamespace(_broadcast_sigterm_tensor=_TrainingEpochLoop._broadcast_sigterm_tensor)
+    loop = SimpleNamespace(**{SIGTERM_BROADCAST: lightning_sigterm_broadcast})
     saved = []
     trainer = SimpleNamespace(
         world_size=world_size,
