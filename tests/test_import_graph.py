@@ -26,6 +26,31 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("train.py", "eval_linear.py")
 LAZY_MAP_NAMES = ("_WHERE", "_SUBPACKAGES")
+# ARCHITECTURE.md, "Rooms": the infossl rooms each room may import (a room is a subpackage, or
+# a top-level module by itself).
+ALLOWED = {
+    "infossl.losses": {"infossl.losses", "infossl.distributed"},
+    "infossl.mi": {"infossl.mi", "infossl.losses"},
+    "infossl.reliability": {"infossl.reliability", "infossl.errors", "infossl.rundir"},
+    "infossl.data": {
+        *("infossl.data", "infossl.config", "infossl.errors", "infossl.reliability"),
+        *("infossl.runtime", "infossl.speed"),
+    },
+    "infossl.eval": {
+        *("infossl.eval", "infossl.data", "infossl.losses", "infossl.methods"),
+        *("infossl.backbones", "infossl.config", "infossl.config_schema", "infossl.errors"),
+        *("infossl.reliability", "infossl.rundir", "infossl.runtime"),
+    },
+    "infossl.methods": {
+        *("infossl.methods", "infossl.losses", "infossl.eval", "infossl.backbones"),
+        *("infossl.callbacks", "infossl.config", "infossl.config_schema", "infossl.distributed"),
+        *("infossl.errors", "infossl.reliability", "infossl.rundir"),
+    },
+}
+COMMAND_LAYER = {"infossl.training", "infossl.cli", "infossl.cli_train", "infossl.cli_eval"}
+COMMAND_LAYER |= {"infossl.console"}
+NO_LIGHTNING = ("infossl.losses", "infossl.mi")
+LIGHTNING = ("pytorch_lightning", "lightning_fabric", "lightning", "torchmetrics")
 PLACEHOLDERS = ("todo", "tbd", "fixme", "xxx", "placeholder", "docstring", "module", "...")
 
 
@@ -200,6 +225,22 @@ class Graph:
         return component
 
 
+def room(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 or module in ALLOWED else module
+
+
+def third_party(tree: ast.AST) -> set[str]:
+    """The top-level names of the non-infossl modules a tree imports."""
+    names = set()
+    for node in import_nodes(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names - {"infossl"}
+
+
 @pytest.fixture(scope="module")
 def graph() -> Graph:
     return Graph()
@@ -243,6 +284,35 @@ def test_every_infossl_module_is_reached_from_an_entry_point(graph):
     assert not dead, (
         f"no entry point (train.py, eval_linear.py, benchmarks/, the public API) reaches {dead}"
     )
+
+
+def test_each_room_imports_only_the_rooms_architecture_md_allows(graph):
+    broken = [
+        f"{module} -> {target}"
+        for module, targets in sorted(graph.imports.items())
+        if room(module) in ALLOWED
+        for target in sorted(targets)
+        if target.startswith("infossl") and room(target) not in ALLOWED[room(module)]
+    ]
+    assert not broken, "imports ARCHITECTURE.md does not allow: " + "; ".join(broken)
+
+
+def test_only_the_command_layer_imports_the_command_layer(graph):
+    library = [m for m in graph.trees if m.startswith("infossl") and m not in COMMAND_LAYER]
+    broken = [
+        f"{m} -> {t}" for m in sorted(library) for t in sorted(graph.imports[m] & COMMAND_LAYER)
+    ]
+    assert not broken, broken
+
+
+def test_losses_and_mi_are_plain_tensor_code_without_lightning(graph):
+    broken = {
+        module: sorted(third_party(tree) & set(LIGHTNING))
+        for module, tree in graph.trees.items()
+        if module.startswith(NO_LIGHTNING)
+    }
+    assert not {m: found for m, found in broken.items() if found}
+    assert "torch" in third_party(graph.trees["infossl.losses.infonce"])  # the check sees imports
 
 
 @pytest.mark.parametrize("path", python_files(), ids=lambda p: str(p.relative_to(ROOT)))
