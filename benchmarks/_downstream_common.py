@@ -1,5 +1,6 @@
-"""What the downstream-experiment benchmarks share: labelled images as tensors, a resumable
-results file, mean +- std tables."""
+"""What the downstream-experiment benchmarks share.
+
+Labelled images as tensors, a resumable results file, mean +- std tables."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""The summary of ``benchmarks/gpu_check.sh``: what each part did (``parts.tsv``, one line per
-part: name, status, exit code, seconds, note), the tests' counts (pytest's JUnit XML) and the
-GPU figures BENCHMARKS.md asks for, read from throughput.py's JSON files. Writes
-``summary.md`` and ``summary.json`` into the output folder.
+"""The summary of ``benchmarks/gpu_check.sh``: summary.md and summary.json.
+
+What each part did (``parts.tsv``, one line per part: name, status, exit code, seconds, note),
+the tests' counts (pytest's JUnit XML) and the GPU figures BENCHMARKS.md asks for, read from
+throughput.py's JSON files. Writes ``summary.md`` and ``summary.json`` into the output folder.
 
     python benchmarks/_gpu_check_summary.py OUT_DIR
 """

@@ -1,7 +1,8 @@
-"""The measurements of ``benchmarks/throughput.py``, each timed the same way: ``warmup`` steps,
-then ``repeats`` windows of ``steps`` steps, the device synchronised only at window edges (never
-inside one), images/s per window. A step is one batch of ``batch`` images (all views of an
-image count once, as ``train/images_per_sec`` counts them)."""
+"""The measurements of ``benchmarks/throughput.py``, each timed the same way.
+
+``warmup`` steps, then ``repeats`` windows of ``steps`` steps, the device synchronised only at
+window edges (never inside one), images/s per window. A step is one batch of ``batch`` images
+(all views of an image count once, as ``train/images_per_sec`` counts them)."""
 
 from __future__ import annotations
 

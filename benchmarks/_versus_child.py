@@ -1,4 +1,4 @@
-"""One framework's SimCLR run for ``benchmarks/versus.py``, alone in its process:
+"""One framework's SimCLR run for ``benchmarks/versus.py``, alone in its process.
 
     python benchmarks/_versus_child.py SPEC.json
 

@@ -1,5 +1,6 @@
-"""What the console shows during a run: the progress bar, the run directory, the result, and
-one line per real problem.
+"""What the console shows during a run, with one line per real problem.
+
+The progress bar, the run directory, the result, and one line for each warning.
 
 Lightning's start-up notices (GPU/TPU availability, "Tip: try litlogger", "Loading
 train_dataloader to estimate ...") are INFO records of its ``rank_zero`` loggers and are

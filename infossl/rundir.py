@@ -1,5 +1,7 @@
-"""Run directories: ``<run-dir>/<name>/`` with config.yaml, checkpoints/, events, metrics.json
-and backbone.pt, and the format version stamped in every checkpoint.
+"""The run directory layout and the checkpoint format version, in one place.
+
+``<run-dir>/<name>/`` holds config.yaml, checkpoints/, TensorBoard events, metrics.json and
+backbone.pt; every training checkpoint carries the format version key.
 
 Nothing here ever overwrites another run: a new run refuses an existing directory, only the
 launching process (global rank 0) creates or writes anything, and it does so holding the run's

@@ -1,5 +1,6 @@
-"""Turning the trainer section of a config into Lightning accelerator/devices/strategy, with
-clear errors for requests this machine cannot serve (shared by train.py and eval_linear.py)."""
+"""The trainer section of a config as Lightning's accelerator, devices and strategy.
+
+Clear errors for requests this machine cannot serve (shared by train.py and eval_linear.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""Speed switches (``data.augment_on``, ``data.pin_memory``, ``data.persistent_workers``,
-``data.prefetch_factor``, ``trainer.channels_last``, ``trainer.compile``,
-``trainer.cudnn_benchmark``): each ``auto`` resolved to the fastest safe choice for the device
-the run trains on, and applied to the model in one place."""
+"""The speed switches: each ``auto`` resolved for the device, and applied to the model.
+
+``data.augment_on``, ``data.pin_memory``, ``data.persistent_workers``, ``data.prefetch_factor``,
+``trainer.channels_last``, ``trainer.compile``, ``trainer.cudnn_benchmark``: each ``auto``
+resolved to the fastest safe choice for the device the run trains on, and applied to the model
+in one place."""
 
 from __future__ import annotations
 

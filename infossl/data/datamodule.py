@@ -1,5 +1,7 @@
-"""LightningDataModule: multi-view training batches, plain validation batches for the probe,
-and a fixed pair-of-views subset for the collapse diagnostics.
+"""The LightningDataModule that feeds training views and validation images to a method.
+
+Multi-view training batches, plain validation batches for the probe, and a fixed pair-of-views
+subset for the collapse diagnostics.
 
 With ``data.augment_on: gpu`` the training loader yields uint8 images and the views are made
 after the batch reached the training device (``on_after_batch_transfer``, which Lightning

@@ -1,6 +1,7 @@
-"""Datasets by name: torchvision's CIFAR-10/100 and STL-10, ImageFolder trees (with or without
-class sub-folders) and scikit-learn's bundled digits (offline). Items are (PIL image, label);
-label -1 means unlabeled.
+"""Datasets by name (``--data``), each yielding (PIL image, label) items.
+
+torchvision's CIFAR-10/100 and STL-10, ImageFolder trees (with or without class sub-folders)
+and scikit-learn's bundled digits (offline). Label -1 means unlabeled.
 
 Missing data never surfaces as a traceback: ``DataError`` says where we looked and how to get it.
 """

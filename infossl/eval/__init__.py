@@ -1,5 +1,7 @@
-"""Evaluation of a representation: collapse diagnostics, weighted kNN, the frozen-feature linear
-probe, retrieval Recall@K and 2-D embedding maps.
+"""Evaluation of a representation from its frozen features.
+
+Collapse diagnostics, weighted kNN, the frozen-feature linear probe, retrieval Recall@K and
+2-D embedding maps.
 
 ``diagnostics`` (effective rank, alignment, uniformity), ``knn``, ``linear``, ``retrieval`` and
 ``embedding_map`` are plain functions of feature tensors; the collapse monitor callback

@@ -1,8 +1,9 @@
-"""Weighted kNN top-1 on frozen features, the monitor solo-learn (``WeightedKNNClassifier``,
-``distance_fx="cosine"``) and lightly (``knn_predict``) report: cosine similarity, the k most
-similar training samples vote for their class with weight ``exp(similarity / temperature)``
-(Wu et al., CVPR 2018, arXiv:1805.01978, "weighted k-NN"); the class with the largest summed
-weight is the prediction.
+"""Weighted kNN top-1 accuracy on frozen features.
+
+The monitor solo-learn (``WeightedKNNClassifier``, ``distance_fx="cosine"``) and lightly
+(``knn_predict``) report: cosine similarity, the k most similar training samples vote for their
+class with weight ``exp(similarity / temperature)`` (Wu et al., CVPR 2018, arXiv:1805.01978,
+"weighted k-NN"); the class with the largest summed weight is the prediction.
 
 lightly's ``knn_predict`` does exactly this vote (its source: ``topk`` of ``feature @ bank``,
 ``(sim / knn_t).exp()``, one-hot scatter, sum over neighbours), so we call it. It holds a

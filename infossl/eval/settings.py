@@ -1,6 +1,8 @@
-"""The checks of an ``eval_linear.py`` request that need no torch: every flag and setting of
-configs/eval/linear.yaml, and that the checkpoint file exists. They run before the heavy stack
-loads, so a typo answers in a fraction of a second (tests/test_cli_startup.py)."""
+"""The checks of an ``eval_linear.py`` request that need no torch, and its resolved settings.
+
+Every flag and setting of configs/eval/linear.yaml, and that the checkpoint file exists. They
+run before the heavy stack loads, so a typo answers in a fraction of a second
+(tests/test_cli_startup.py)."""
 
 from __future__ import annotations
 

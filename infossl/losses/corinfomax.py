@@ -1,7 +1,9 @@
-"""CorInfoMax loss (Ozsoy et al., NeurIPS 2022, arXiv 2209.07999), as the official
-``CovarianceLossv2`` (serdarozsoy/corinfomax-ssl @ c0b917eb, ``cifars-tiny/loss.py``, identical in
-``imagenet100_*/pretrain/loss.py`` and ``imagenet1k/loss.py``; the author confirms in issue #3 that
-it is the loss behind the paper's numbers).
+"""CorInfoMax loss (Ozsoy et al., NeurIPS 2022, arXiv 2209.07999), as the official code.
+
+The official ``CovarianceLossv2`` (serdarozsoy/corinfomax-ssl @ c0b917eb,
+``cifars-tiny/loss.py``, identical in ``imagenet100_*/pretrain/loss.py`` and
+``imagenet1k/loss.py``; the author confirms in issue #3 that it is the loss behind the paper's
+numbers).
 
 Per step, for each view v with embeddings z^v (N x D), L2-normalised per row first (the official
 ``--normalize_on``, on in every published command):

@@ -1,5 +1,4 @@
-"""Cross-entropy for metric learning (Boudiaf, Rony et al., ECCV 2020) and the MI bound it
-tightens.
+"""Cross-entropy for metric learning and the MI bound it tightens (Boudiaf et al., ECCV 2020).
 
 The official code (jeromerony/dml_cross_entropy, ``utils/utils.py: SmoothCrossEntropy``) smooths
 the labels as target 1 - eps and every other class eps / (C - 1) -- not PyTorch's

@@ -1,5 +1,7 @@
-"""NaN / Inf losses: stop with a message naming the step, every loss term and the last good
-checkpoint (default), or skip up to ``training.skip_nonfinite`` batches with a warning each.
+"""The guard against NaN / Inf losses: stop the run with a message, or skip the batch.
+
+The message names the step, every loss term and the last good checkpoint (the default); or up
+to ``training.skip_nonfinite`` batches are skipped with a warning each.
 
 Stopping (``skip_nonfinite: 0``, the default) costs no host-device synchronisation per step:
 ``record`` keeps, on the device, the first non-finite step and its term values (a few scalar
