@@ -1,6 +1,6 @@
 """A nuisance that is easy to learn and useless for the label: a random colour tint per image.
 
-KNIFE's fair-classification and domain-adaptation experiments (Pichler et al., ICLR 2022;
+KNIFE's fair-classification and domain-adaptation experiments (Pichler et al., ICML 2022;
 g-pichler/knife) minimise I(Z; s) for a nuisance s the encoder can see but the task does not
 need. Offline, any labelled image dataset gets one: each image is tinted with one of
 ``num_values`` colours, drawn uniformly at random and independently of the label, so s is
