@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", help="auto (bf16-mixed on CUDA, else 32)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers, every framework")
     p.add_argument("--threads", type=int, default=1, help="torch threads, every framework")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps in each run")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps in each run (>= 1)")
     p.add_argument("--steps", type=int, default=3, help="steps per timed window")
     p.add_argument("--repeats", type=int, default=2, help="timed windows per run")
     p.add_argument("--rounds", type=int, default=3, help="runs per framework, interleaved")
@@ -227,8 +227,9 @@ def run(args, argv: list[str]) -> dict:
     names = args.frameworks.split(",")
     if set(names) - set(FRAMEWORKS) or "infossl" not in names:
         _refuse(f"--frameworks takes infossl plus any of solo, lightly, not {args.frameworks}")
-    if min(args.warmup, args.steps - 1, args.repeats - 1, args.rounds - 1, args.threads - 1) < 0:
-        _refuse("--steps, --repeats, --rounds and --threads must be at least 1, --warmup 0")
+    # The first window starts at the end of a warm-up step (never at process start).
+    if min(args.warmup, args.steps, args.repeats, args.rounds, args.threads) < 1:
+        _refuse("--warmup, --steps, --repeats, --rounds and --threads must be at least 1")
     batch = args.batch_size or (256 if device.type == "cuda" else 32)
     precision = args.precision
     if precision == "auto":

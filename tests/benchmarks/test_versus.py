@@ -116,3 +116,15 @@ def test_bad_frameworks_is_one_line_and_exit_2(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--frameworks" in err[0]
+
+
+def test_no_warmup_is_refused(tmp_path, capsys):
+    # The first timed window starts at the end of a warm-up step, never at process start.
+    with pytest.raises(SystemExit) as exit_:
+        versus.main(["--warmup", "0", "--out", str(tmp_path / "x.json")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "versus.py: --warmup, --steps, --repeats, --rounds and --threads must be at least 1"
+    ]
+    assert not (tmp_path / "x.json").exists()
