@@ -6,10 +6,11 @@ SPEC names the framework (infossl, lightly or solo), the ``.npy`` file of uint8 
 framework trains on (held in memory, served as PIL images), batch, workers, threads, device,
 precision and the timing windows. After every optimizer step (``on_train_batch_end``) a
 callback ticks the windows; the first step's end is timed from ``t0``, the parent's clock
-just before it started this process. Once every window is timed the result (images/s per
-window, time to the first step, peak memory) is written to SPEC's ``out`` and the process
-ends at once: what a framework does after its last step (validation, checkpoints) is not
-measured by anyone.
+just before it started this process, and then the forward FLOPs of the framework's backbone
+are counted (one image, eval mode; before the first window starts). Once every window is
+timed the result (images/s per window, time to the first step, peak memory, FLOPs, package
+versions) is written to SPEC's ``out`` and the process ends at once: what a framework does
+after its last step (validation, checkpoints) is not measured by anyone.
 
 Only torch, numpy and PIL are imported at the top: the solo-learn run uses solo-learn's own
 environment (its pinned ``lightning``), where neither infossl nor ``pytorch_lightning`` is
@@ -18,6 +19,7 @@ imported.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import multiprocessing
@@ -47,6 +49,42 @@ TINY_INFOSSL = [
 ]
 
 
+def backbone_gflop(backbone: torch.nn.Module, spec: dict, device: torch.device) -> float:
+    """Forward GFLOP of the framework's own backbone for one image at the run's size
+    (``torch.utils.flop_counter``), in eval mode so no BatchNorm statistic moves: the
+    frameworks' ResNet-18 CIFAR stems need not do the same work."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = np.load(spec["images"], mmap_mode="r").shape[1]
+    image = torch.zeros(1, 3, size, size, device=device)
+    training = backbone.training
+    backbone.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        backbone(image)
+    backbone.train(training)
+    return counter.get_total_flops() / 1e9
+
+
+def versions() -> dict:
+    """Versions of the packages this run imported (each framework's own Lightning)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for module, dist in (
+        ("torch", "torch"),
+        ("torchvision", "torchvision"),
+        ("lightning", "lightning"),
+        ("pytorch_lightning", "pytorch-lightning"),
+        ("lightly", "lightly"),
+        ("infossl", "infossl"),
+    ):
+        # A source tree on PYTHONPATH (solo-learn) has no distribution to ask.
+        if module in sys.modules:
+            with contextlib.suppress(PackageNotFoundError):
+                found[dist] = version(dist)
+    return found
+
+
 class Recorder:
     """Ticks the windows after each step; writes the result and exits after the last one."""
 
@@ -56,12 +94,14 @@ class Recorder:
             spec["warmup"], spec["steps"], spec["repeats"], spec["batch"], device
         )
         self.first_step_s = None
+        self.backbone_gflop = None
         self.profiler = None
 
-    def after_step(self) -> None:
+    def after_step(self, module: torch.nn.Module) -> None:
         if self.first_step_s is None:
             sync(self.device)
             self.first_step_s = time.time() - self.spec["t0"]
+            self.backbone_gflop = backbone_gflop(module.backbone, self.spec, self.device)
         done = self.windows.tick()
         if self.spec.get("profile") and self.windows.done == self.windows.warmup:
             # --profile: torch.profiler over the timed steps (their rates then include its
@@ -80,7 +120,7 @@ class Recorder:
 
         class VersusRecorder(base):
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                recorder.after_step()
+                recorder.after_step(pl_module)
 
         return VersusRecorder()
 
@@ -95,6 +135,8 @@ class Recorder:
             "framework": self.spec["framework"],
             "windows": self.windows.rates,
             "first_step_s": self.first_step_s,
+            "backbone_gflop_per_image": self.backbone_gflop,
+            "versions": versions(),
             "peak_rss_mib": rss_mib,
             "torch_threads": torch.get_num_threads(),
         }

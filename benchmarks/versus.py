@@ -29,7 +29,9 @@ machine's load hits each framework alike. In each: ``--warmup`` untimed steps, t
 views of an image count once). Reported per framework: images/s over rounds, the ratio to
 InfoSSL per round (same round: median, min, max), time to the first step (process start to
 the end of the first optimizer step), peak memory (the main process's peak RSS on the CPU;
-``torch.cuda.max_memory_allocated`` on CUDA). A framework that cannot run is reported
+``torch.cuda.max_memory_allocated`` on CUDA), the forward GFLOP of the framework's own
+backbone for one image (``torch.utils.flop_counter``: the frameworks' CIFAR stems need not do
+the same work) and the versions of the packages it imported. A framework that cannot run is reported
 ``missing`` with the reason, and the others go on. JSON to ``--out``, a Markdown table and
 a PNG beside it.
 
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", help="auto (bf16-mixed on CUDA, else 32)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers, every framework")
     p.add_argument("--threads", type=int, default=1, help="torch threads, every framework")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps in each run")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps in each run (>= 1)")
     p.add_argument("--steps", type=int, default=3, help="steps per timed window")
     p.add_argument("--repeats", type=int, default=2, help="timed windows per run")
     p.add_argument("--rounds", type=int, default=3, help="runs per framework, interleaved")
@@ -143,6 +145,7 @@ def _run_child(name: str, spec: dict, args, work: Path, round_: int) -> dict:
         python, env["PYTHONPATH"] = args.solo_python, str(args.solo_root)
     else:  # this checkout's infossl, not another installed copy
         python, env["PYTHONPATH"] = sys.executable, str(REPO)
+    load = os.getloadavg()[0]  # the machine's load as this run starts (other work included)
     spec["t0"] = time.time()
     spec_file.write_text(json.dumps(spec))
     with log.open("w") as out:
@@ -155,11 +158,13 @@ def _run_child(name: str, spec: dict, args, work: Path, round_: int) -> dict:
                 timeout=args.timeout_s,
             ).returncode
         except subprocess.TimeoutExpired:
-            return {"status": "failed", "reason": f"no result within {args.timeout_s:.0f} s"}
+            reason = f"no result within {args.timeout_s:.0f} s"
+            return {"status": "failed", "reason": reason, "load_avg_1m": load}
     wall = time.time() - spec["t0"]
     if code or not Path(spec["out"]).is_file():
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        return {"status": "failed", "reason": (lines or [f"exit status {code}"])[-1][-300:]}
+        reason = (lines or [f"exit status {code}"])[-1][-300:]
+        return {"status": "failed", "reason": reason, "load_avg_1m": load}
     result = json.loads(Path(spec["out"]).read_text())
     rates = result.pop("windows")
     return {
@@ -167,6 +172,7 @@ def _run_child(name: str, spec: dict, args, work: Path, round_: int) -> dict:
         "images_per_s": statistics.median(rates),
         "windows": rates,
         "wall_s": wall,
+        "load_avg_1m": load,
         **result,
     }
 
@@ -192,6 +198,9 @@ def aggregate(rounds: dict[str, list[dict]]) -> dict:
             "first_step_s": _spread([r["first_step_s"] for r in done]),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in done),
         }
+        for key in ("backbone_gflop_per_image", "versions"):  # the same in every round
+            if key in done[0]:
+                entry[key] = done[0][key]
         if "peak_cuda_mib" in done[0]:
             entry["peak_cuda_mib"] = max(r["peak_cuda_mib"] for r in done)
         pairs = [
@@ -218,8 +227,9 @@ def run(args, argv: list[str]) -> dict:
     names = args.frameworks.split(",")
     if set(names) - set(FRAMEWORKS) or "infossl" not in names:
         _refuse(f"--frameworks takes infossl plus any of solo, lightly, not {args.frameworks}")
-    if min(args.warmup, args.steps - 1, args.repeats - 1, args.rounds - 1, args.threads - 1) < 0:
-        _refuse("--steps, --repeats, --rounds and --threads must be at least 1, --warmup 0")
+    # The first window starts at the end of a warm-up step (never at process start).
+    if min(args.warmup, args.steps, args.repeats, args.rounds, args.threads) < 1:
+        _refuse("--warmup, --steps, --repeats, --rounds and --threads must be at least 1")
     batch = args.batch_size or (256 if device.type == "cuda" else 32)
     precision = args.precision
     if precision == "auto":
@@ -290,6 +300,7 @@ def _line(run_: dict) -> str:
 
 def table(result: dict) -> str:
     c, m = result["config"], result["machine"]
+    loads = [r["load_avg_1m"] for runs in result["rounds"].values() for r in runs]
     memory = "peak CUDA MiB" if c["device"] == "cuda" else "peak RSS MiB"
     lines = [
         f"SimCLR {c['backbone']} {c['image_size']}px batch {c['batch_size']} x{c['views']} "
@@ -298,25 +309,28 @@ def table(result: dict) -> str:
         f"steps per run, {c['rounds']} interleaved rounds",
         f"{m['cpu']} ({m['cpu_count']} cores){', ' + m['gpu'] if 'gpu' in m else ''}, torch "
         f"{m['torch']}; 1-minute load average {m['load_avg_start'][0]:.2f} at the start, "
-        f"{m['load_avg_end'][0]:.2f} at the end",
+        f"{m['load_avg_end'][0]:.2f} at the end, {min(loads, default=0):.2f}-"
+        f"{max(loads, default=0):.2f} as the runs started",
         "",
         f"| framework | images/s (median of rounds) | min | max | / InfoSSL per round: median "
-        f"(min, max) | first step s (median) | {memory} |",
-        "|---|---|---|---|---|---|---|",
+        f"(min, max) | first step s (median) | {memory} | backbone GFLOP / image |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, f in result["frameworks"].items():
         title = TITLES[name]
         if f["status"] != "ok":
-            lines.append(f"| {title} | {f['status']}: {f['reason']} | | | | | |")
+            lines.append(f"| {title} | {f['status']}: {f['reason']} | | | | | | |")
             continue
         ips, ratio = f["images_per_s"], f.get("ratio_to_infossl")
         ratio_text = (
             f"{ratio['median']:.3f} ({ratio['min']:.3f}, {ratio['max']:.3f})" if ratio else "-"
         )
         mem = f.get("peak_cuda_mib", f["peak_rss_mib"])
+        gflop = f.get("backbone_gflop_per_image")
         lines.append(
             f"| {title} | {ips['median']:.1f} | {ips['min']:.1f} | {ips['max']:.1f} | "
-            f"{ratio_text} | {f['first_step_s']['median']:.1f} | {mem:.0f} |"
+            f"{ratio_text} | {f['first_step_s']['median']:.1f} | {mem:.0f} | "
+            f"{'-' if gflop is None else f'{gflop:.3f}'} |"
         )
     return "\n".join(lines)
 

@@ -56,11 +56,24 @@ def test_tiny_run_reports_per_round_numbers_ratios_and_the_missing_framework(tmp
             assert 0 < r["first_step_s"] < r["wall_s"]
             assert r["peak_rss_mib"] > 100  # torch alone takes more
             assert r["torch_threads"] == 1
+            assert 0 <= r["load_avg_1m"] < 1000  # os.getloadavg as the run started
         summary = result["frameworks"][name]
         per_round = [r["images_per_s"] for r in runs]
         assert summary["images_per_s"]["median"] == pytest.approx(statistics.median(per_round))
         assert summary["images_per_s"]["min"] == pytest.approx(min(per_round))
         assert summary["peak_rss_mib"] == pytest.approx(max(r["peak_rss_mib"] for r in runs))
+
+    # --tiny: both build lightly's width-1/8 ResNet-9, so their backbones do the same work.
+    import lightly
+    import torch
+
+    found = result["frameworks"]
+    assert found["infossl"]["backbone_gflop_per_image"] > 0
+    assert found["lightly"]["backbone_gflop_per_image"] == pytest.approx(
+        found["infossl"]["backbone_gflop_per_image"]
+    )
+    assert found["lightly"]["versions"]["lightly"] == lightly.__version__
+    assert torch.__version__.startswith(found["infossl"]["versions"]["torch"])  # 2.x+cu
 
     ours = [r["images_per_s"] for r in result["rounds"]["infossl"]]
     theirs = [r["images_per_s"] for r in result["rounds"]["lightly"]]
@@ -73,6 +86,8 @@ def test_tiny_run_reports_per_round_numbers_ratios_and_the_missing_framework(tmp
 
     table = out.with_suffix(".md").read_text()
     assert f"| solo-learn | missing: --solo-python {no_python} does not exist |" in table
+    gflop = found["lightly"]["backbone_gflop_per_image"]
+    assert f"| {gflop:.3f} |" in table
     assert out.with_suffix(".png").stat().st_size > 1000
     assert "round 1 lightly:" in capsys.readouterr().out
 
@@ -101,3 +116,15 @@ def test_bad_frameworks_is_one_line_and_exit_2(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--frameworks" in err[0]
+
+
+def test_no_warmup_is_refused(tmp_path, capsys):
+    # The first timed window starts at the end of a warm-up step, never at process start.
+    with pytest.raises(SystemExit) as exit_:
+        versus.main(["--warmup", "0", "--out", str(tmp_path / "x.json")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "versus.py: --warmup, --steps, --repeats, --rounds and --threads must be at least 1"
+    ]
+    assert not (tmp_path / "x.json").exists()
