@@ -22,37 +22,22 @@ from infossl.trainer_factory import build_trainer
 # The timing helpers live in a module that needs torch alone (benchmarks/versus.py's children
 # import it under other frameworks' environments); re-exported here for throughput.py.
 if __package__:
-    from benchmarks._shared import (
-        ArrayImages,
-        Windows,
-        machine_info,
-        paired_speedup,
-        summary,
-        sync,
-        synthetic_arrays,
-        time_loop,
-    )
+    from benchmarks import _shared as S
 else:
-    from _shared import (
-        ArrayImages,
-        Windows,
-        machine_info,
-        paired_speedup,
-        summary,
-        sync,
-        synthetic_arrays,
-        time_loop,
-    )
+    import _shared as S
+
+Windows, machine_info, paired_speedup = S.Windows, S.machine_info, S.paired_speedup
+summary, sync, time_loop = S.summary, S.sync, S.time_loop
 
 __all__ = ["Windows", "machine_info", "paired_speedup", "summary", "sync", "time_loop"]
 
 
 # ---- data -----------------------------------------------------------------------------------
-class SyntheticImages(ArrayImages):
+class SyntheticImages(S.ArrayImages):
     """``n`` synthetic CIFAR-like images (``synthetic_arrays``) in memory, as PIL images."""
 
     def __init__(self, n: int, size: int, transform=None, seed: int = 0):
-        super().__init__(synthetic_arrays(n, size, seed), transform)
+        super().__init__(S.synthetic_arrays(n, size, seed), transform)
 
 
 class SyntheticDataModule(SSLDataModule):
