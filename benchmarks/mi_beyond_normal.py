@@ -11,6 +11,12 @@ this project's environment, so the benchmark runs in two environments:
            "jax==0.4.30" "jaxlib==0.4.30"    # bmi 0.1.3's equinox needs jax < 0.4.34
        bmi-venv/bin/python benchmarks/mi_beyond_normal.py generate --out runs/bmi
 
+   and bmi's own neural estimators (InfoNCE, NWJ, Donsker-Varadhan, MINE at bmi's defaults: a
+   concat MLP critic with (16, 8) hidden units, Adam 0.1, batch 256, held-out half, a test every
+   250 steps, early stopping, at most 10 000 steps) on the same samples, ``baselines_neural.json``::
+
+       bmi-venv/bin/python benchmarks/mi_beyond_normal.py neural --out runs/bmi
+
 2. ``run`` (this project's environment) reads those samples, calls ``infossl.mi.estimate`` for
    each estimator and writes ``mi_beyond_normal.json`` (every task, seed, estimator, estimate,
    stderr, best step, seconds), ``mi_beyond_normal.md`` (table + error summary) and
@@ -106,6 +112,60 @@ def generate(args) -> None:
     (out / "baselines.json").write_text(json.dumps({**meta, "results": baselines}, indent=1))
 
 
+BMI_NEURAL = {
+    "bmi InfoNCE": "InfoNCEEstimator",
+    "bmi NWJ": "NWJEstimator",
+    "bmi DV": "DonskerVaradhanEstimator",
+    "bmi MINE": "MINEEstimator",
+}
+
+
+def neural(args) -> None:
+    """bmi's neural estimators at bmi's defaults on the saved samples (run in bmi's environment);
+    JSON after each run, ``--resume`` skips what it holds."""
+    from importlib.metadata import version
+
+    import bmi
+
+    out = Path(args.out)
+    path = out / "baselines_neural.json"
+    results = json.loads(path.read_text())["results"] if args.resume and path.exists() else []
+    done = {(r["task"], r["seed"], r["estimator"]) for r in results}
+    meta = dict(command=" ".join(sys.argv), seeds=args.seeds, bmi=version("benchmark-mi"))
+    for task_id in args.tasks:
+        for seed in args.seeds:
+            x, y, true_mi, name = _load_samples(out, task_id, seed)
+            for label, cls in BMI_NEURAL.items():
+                if (task_id, seed, label) in done:
+                    continue
+                t0 = time.time()
+                estimator = getattr(bmi.estimators, cls)(verbose=False, seed=seed)
+                res = estimator.estimate_with_info(x, y)
+                info = res.additional_information
+                results.append(
+                    dict(
+                        task=task_id,
+                        name=name,
+                        true_mi=true_mi,
+                        seed=seed,
+                        estimator=label,
+                        estimate=float(res.mi_estimate),
+                        training_steps=info.get("n_training_steps"),
+                        seconds=time.time() - t0,
+                    )
+                )
+                print(f"{task_id} s{seed} {label}: {res.mi_estimate:.3f} (true {true_mi:.3f})")
+                path.write_text(json.dumps({**meta, "results": results}, indent=1))
+
+
+def _baselines(out: Path) -> list[dict]:
+    """bmi's KSG and CCA, plus its neural estimators where ``neural`` has run."""
+    rows = json.loads((out / "baselines.json").read_text())["results"]
+    if (out / "baselines_neural.json").exists():
+        rows += json.loads((out / "baselines_neural.json").read_text())["results"]
+    return rows
+
+
 def _load_samples(out: Path, task: str, seed: int):
     with np.load(out / "samples" / f"{task}__s{seed}.npz") as z:
         return z["x"], z["y"], float(z["true_mi"]), str(z["name"])
@@ -193,14 +253,14 @@ def _summary(rows: list[dict]) -> dict:
 def report(args) -> None:
     out = Path(args.out)
     ours = json.loads((out / "mi_beyond_normal.json").read_text())
-    base = json.loads((out / "baselines.json").read_text())
+    base = _baselines(out)
     # The baselines on exactly the tasks and seeds ours ran on, so the error summary compares like
     # with like.
     ran = {(r["task"], r["seed"]) for r in ours["results"]}
-    summ = _summary(ours["results"] + [r for r in base["results"] if (r["task"], r["seed"]) in ran])
+    summ = _summary(ours["results"] + [r for r in base if (r["task"], r["seed"]) in ran])
     tasks = [t for t in TASKS if any(k[0] == t for k in ran)]
     names = list(dict.fromkeys(r["estimator"] for r in ours["results"]))
-    names += list(dict.fromkeys(r["estimator"] for r in base["results"]))
+    names += list(dict.fromkeys(r["estimator"] for r in base))
     head = "| task | true MI | " + " | ".join(names) + " |"
     lines = [head, "|" + "---|" * (len(names) + 2)]
     for t in tasks:
@@ -274,6 +334,11 @@ def main(argv=None):
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     g.add_argument("--n", type=int, default=5000)
     g.add_argument("--out", required=True)
+    n = sub.add_parser("neural", help="bmi's environment: bmi's neural estimators")
+    n.add_argument("--tasks", nargs="+", default=TASKS)
+    n.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    n.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
+    n.add_argument("--out", required=True)
     r = sub.add_parser("run", help="this project's environment: infossl.mi.estimate per task")
     r.add_argument("--tasks", nargs="+", default=TASKS)
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -293,7 +358,7 @@ def main(argv=None):
     q = sub.add_parser("report", help="table + PNG from the JSON files")
     q.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    {"generate": generate, "run": run, "report": report}[args.cmd](args)
+    {"generate": generate, "neural": neural, "run": run, "report": report}[args.cmd](args)
 
 
 if __name__ == "__main__":

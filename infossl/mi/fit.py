@@ -4,7 +4,8 @@ Protocol (the one bmi's neural estimators use, Czyż et al. 2023, ``bmi/estimato
 standardize each column, split the N pairs at random into a training and a held-out part, train
 the critic (or the KNIFE densities) on mini-batches of the training part, evaluate on the whole
 held-out part every ``eval_every`` steps, stop when ``patience`` evaluations pass without a new
-best, and report the best held-out evaluation with a bootstrap over the held-out rows.
+best, and report the best held-out evaluation with a bootstrap over the held-out rows (KNIFE:
+each entropy term at its own best evaluation, ``infossl/mi/knife.py``).
 
 Why held-out and early stopping: a critic trained for thousands of steps on a finite sample
 memorizes it; its bound on the *training* pairs keeps rising while the held-out bound falls, far
@@ -185,7 +186,8 @@ def estimate(
         progress: show a tqdm progress bar.
         **estimator_options: passed to the estimator: ``clip`` (smile), ``momentum`` (mine),
             ``reg_weight``/``reg_target``/``reg_distance`` (ReMINE regularizer, critic bounds and
-            flo), ``u_bound`` (flo), ``modes`` and KNIFE's flags (knife, knife_joint).
+            flo), ``u_bound`` (flo), ``modes``, ``conditional`` ("anchored" or "official"),
+            ``conditional_parts`` and KNIFE's flags (knife, knife_joint; ``infossl/mi/knife.py``).
 
     Returns:
         :class:`MIEstimate` (estimate, stderr, ci, best_step, curve, estimator, settings).

@@ -14,41 +14,19 @@ and of the per-row partition terms, which dominates for N_test in the thousands.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from infossl.losses.critics import ConcatCritic, FLOSharedCritic, SeparableCritic, mlp
 from infossl.losses.flo import flo, flo_per_row
-from infossl.losses.knife import KNIFE, JointKNIFE
 from infossl.losses.mi_bounds import ESTIMATORS as BOUNDS
 from infossl.losses.mi_bounds import MIBoundLoss, RowStats, row_statistics
+from infossl.mi.knife import KnifeModel
+from infossl.mi.selection import HeldOut
 
 CRITICS = ("separable", "concat")
 # Cells of the (block, N_test, hidden) activation of a concat critic computed at once on held-out.
 _EVAL_CELLS = 1 << 24
-
-
-class HeldOut:
-    """Held-out evaluation of one model state.
-
-    ``value(rows)`` is the estimate on those held-out rows (all rows when None); ``monitor`` is what
-    early stopping maximises: the estimate itself for the bounds and FLO, the held-out
-    log-likelihood for KNIFE (its estimate is a difference of two fits, not a bound, so a larger
-    value is not a better fit).
-    """
-
-    def __init__(
-        self, n: int, value_fn: Callable[[torch.Tensor | None], torch.Tensor], monitor=None
-    ):
-        self.n = n
-        self._value_fn = value_fn
-        self.estimate = float(value_fn(None))
-        self.monitor = self.estimate if monitor is None else float(monitor)
-
-    def value(self, rows: torch.Tensor | None = None) -> float:
-        return float(self._value_fn(rows))
 
 
 def _cat_stats(parts: list[RowStats]) -> RowStats:
@@ -186,50 +164,6 @@ class FLOModel(nn.Module):
             return -(per_row if rows is None else per_row[rows]).mean()
 
         return HeldOut(x.shape[0], value)
-
-
-class KnifeModel(nn.Module):
-    """KNIFE (``losses/knife.py``). ``joint=False``: I = h(Y) - h(Y | X) (official ``KNIFE``);
-    ``joint=True``: I = h(X) + h(Y) - h(X, Y) (the paper's Gaussian-MI variant, reported signed
-    here, without the official ``abs``). Per held-out sample the estimate is a log-density ratio;
-    early stopping watches the held-out log-likelihood of the fitted densities."""
-
-    def __init__(self, x_dim, y_dim, hidden_dim, joint=False, modes=32, **knife_kwargs):
-        super().__init__()
-        self.joint = joint
-        if joint:
-            self.knife = JointKNIFE(x_dim, y_dim, num_modes=modes, **knife_kwargs)
-        else:
-            # LayerNorm of a 1- or 2-wide condition is a constant or a sign (knife.py,
-            # conditioning_net): off for such x unless asked for.
-            knife_kwargs.setdefault("layer_norm", x_dim > 2)
-            # The official nets are as wide as the modelled variable (2 units for a 2-D y): too
-            # narrow to move 32 means with x; they get the critics' hidden width instead.
-            knife_kwargs.setdefault("hidden_dim", hidden_dim)
-            self.knife = KNIFE(x_dim, y_dim, modes, modes, **knife_kwargs)
-
-    def forward(self, x, y):
-        out = self.knife(x, y)
-        return out.fit_loss, out.mi.detach()
-
-    def _log_densities(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
-        """(per-sample log density ratio, per-sample fit log-likelihood)."""
-        k = self.knife
-        if self.joint:
-            lx, ly = k.kernel_x.log_density(x), k.kernel_y.log_density(y)
-            lxy = k.kernel_xy.log_density(torch.cat([x, y], dim=1))
-            return lxy - lx - ly, lx + ly + lxy
-        ly, ly_x = k.marginal.log_density(y), k.conditional.log_density(y, x)
-        return ly_x - ly, ly + ly_x
-
-    @torch.no_grad()
-    def heldout(self, x, y) -> HeldOut:
-        ratio, fit = self._log_densities(x, y)
-
-        def value(rows):
-            return (ratio if rows is None else ratio[rows]).mean()
-
-        return HeldOut(x.shape[0], value, monitor=fit.mean())
 
 
 ESTIMATORS = (*BOUNDS, "flo", "knife", "knife_joint")

@@ -1,11 +1,33 @@
-"""Early stopping on the held-out estimate, and the bootstrap of the chosen held-out evaluation."""
+"""One held-out evaluation, early stopping on it, and the bootstrap of the chosen evaluation."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+
+
+class HeldOut:
+    """Held-out evaluation of one model state.
+
+    ``value(rows)`` is the estimate on those held-out rows (all rows when None); ``monitor`` is what
+    early stopping maximises: the estimate itself for the bounds and FLO, the sum of the best
+    held-out log-likelihoods of its terms for KNIFE (its estimate is a difference of fits, not a
+    bound, so a larger value is not a better fit; ``infossl/mi/knife.py``).
+    """
+
+    def __init__(
+        self, n: int, value_fn: Callable[[torch.Tensor | None], torch.Tensor], monitor=None
+    ):
+        self.n = n
+        self._value_fn = value_fn
+        self.estimate = float(value_fn(None))
+        self.monitor = self.estimate if monitor is None else float(monitor)
+
+    def value(self, rows: torch.Tensor | None = None) -> float:
+        return float(self._value_fn(rows))
 
 
 @dataclass

@@ -24,7 +24,7 @@ TINY = dict(hidden_dim=32, embed_dim=8, batch_size=128, max_steps=200, eval_ever
 
 @pytest.mark.parametrize(
     "estimator, options",
-    [("infonce", dict(lr=2e-3)), ("smile", dict(lr=2e-3)), ("knife", dict(modes=8))],
+    [("infonce", dict(lr=2e-3)), ("smile", dict(lr=2e-3)), ("knife", dict())],
 )
 def test_recovers_gaussian_mi_within_stated_uncertainty(estimator, options):
     x, y = gaussian()
@@ -32,7 +32,9 @@ def test_recovers_gaussian_mi_within_stated_uncertainty(estimator, options):
     assert 0.01 < res.stderr < 0.1
     assert abs(res.estimate - TRUE_MI) < 3 * res.stderr, (res.estimate, res.stderr)
     assert res.ci[0] < res.estimate < res.ci[1]
-    assert res.estimate == max(res.curve["heldout"]) or estimator == "knife"
+    assert res.estimate == res.curve["heldout"][res.curve["step"].index(res.best_step)]
+    if estimator != "knife":  # the bounds stop at their held-out maximum (KNIFE: knife_heldout)
+        assert res.estimate == max(res.curve["heldout"])
     assert res.settings["n_train"] == res.settings["n_heldout"] == 500
     if estimator == "infonce":
         assert res.estimate < math.log(500) - 5  # far below the held-out ceiling log N_test
