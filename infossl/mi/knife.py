@@ -1,6 +1,7 @@
-"""KNIFE under the finite-sample protocol of :func:`infossl.mi.estimate`: one density per entropy
-term, each selected on its own held-out likelihood, and a conditional density anchored at the
-marginal.
+"""KNIFE for ``infossl.mi.estimate``: each entropy term kept at its own held-out best.
+
+One density per entropy term, each selected on its own held-out likelihood, and a conditional
+density anchored at the marginal.
 
 KNIFE's MI (Pichler et al., ICML 2022; ``losses/knife.py``) is a difference of two cross-entropy
 fits, I = h(Y) - h(Y | X) or h(X) + h(Y) - h(X, Y). Each fit is an upper bound on its entropy
