@@ -18,7 +18,7 @@ from infossl.config import ConfigError
 from infossl.data.class_split import class_split_dataset, dataset_targets, num_train_classes
 from infossl.data.datasets import build_dataset, dataset_info
 from infossl.data.gpu_augment import GPUMultiViewAugment, build_gpu_input_transform
-from infossl.data.nuisance import TintNuisance
+from infossl.data.nuisance import nuisance_dataset
 from infossl.data.seeding import EpochSeededSampler, SeededItems
 from infossl.data.transforms import build_eval_transform, build_multiview_transform
 from infossl.reliability.safe_images import (
@@ -78,11 +78,10 @@ class SSLDataModule(pl.LightningDataModule):
     def _dataset(self, split: str, transform, loader=None):
         d = self.cfg["data"]
         if d["nuisance"] == "tint":
-            # s drawn per index, the held-out split with its own seed (as
-            # benchmarks/knife_nuisance.py); the tint comes before the views' transform.
-            seed = 1 if split == "val" else 0
+            # s drawn per index, the held-out split with its own seed (nuisance_dataset, which
+            # eval_linear.py uses too); the tint comes before the views' transform.
             base = self._labelled_dataset(split, None, loader)
-            return TintNuisance(base, transform, d["nuisance_values"], seed)
+            return nuisance_dataset(base, transform, split, d["nuisance_values"])
         return self._labelled_dataset(split, transform, loader)
 
     def _labelled_dataset(self, split: str, transform, loader=None):

@@ -7,8 +7,10 @@ need. Offline, any labelled image dataset gets one: each image is tinted with on
 trivially predictable from the pixels (the colour) and carries no information about the class.
 
 Two forms of the same construction, with the same draw of s (``draw_nuisance``): ``TintNuisance``
-wraps a dataset of PIL images for training (``data.nuisance: tint``; items gain s) and
-``tint_nuisance`` tints a tensor of images at once (benchmarks/knife_nuisance.py).
+wraps a dataset of PIL images (``data.nuisance: tint``; items gain s) and ``tint_nuisance`` tints
+a tensor of images at once (benchmarks/knife_nuisance.py). ``nuisance_dataset`` is the one place
+that says which draw a split gets: training (infossl/data/datamodule.py) and the offline
+evaluation (infossl/eval/offline.py) both call it, so they tint every image alike.
 """
 
 from __future__ import annotations
@@ -90,3 +92,25 @@ class TintNuisance(Dataset):
         s = int(self.nuisance[index])
         image = tint_image(image, s)
         return (self.transform(image) if self.transform else image), label, 0, s
+
+
+# The draw of s per split: KNIFE's benchmark (benchmarks/knife_nuisance.py) draws the held-out
+# split with its own seed. STL-10's "train_labeled" (torchvision's "train") is the first 5,000
+# images of its "train" (torchvision's "train+unlabeled", labelled images first), and a
+# generator's draw of n values is the first n of a longer draw, so each keeps its training s.
+NUISANCE_SEEDS = {"train": 0, "train_labeled": 0, "val": 1}
+
+
+def nuisance_dataset(dataset: Dataset, transform, split: str, num_values: int = 4) -> TintNuisance:
+    """``dataset`` (untransformed (PIL image, label) items of ``split``) tinted with the s that
+    split always gets, then ``transform``ed: items ``(image, label, 0, s)``.
+
+    Args:
+        dataset: the split's images, built with ``transform=None``.
+        transform: applied to each tinted image (the views, or the evaluation transform).
+        split: "train", "train_labeled" (the same draw as "train") or "val".
+        num_values: how many tints (``data.nuisance_values``).
+    """
+    if split not in NUISANCE_SEEDS:
+        raise ValueError(f"unknown split '{split}'; one of {', '.join(NUISANCE_SEEDS)}")
+    return TintNuisance(dataset, transform, num_values, NUISANCE_SEEDS[split])

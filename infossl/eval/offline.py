@@ -3,7 +3,13 @@
 - "offline linear probe": a linear layer trained on the frozen backbone (configs/eval/linear.yaml);
 - "kNN k=20" / "kNN k=200": weighted kNN on the same frozen features;
 - "online probe during pretraining": the number train.py logged as val/online_top1 (read back
-  from the run's metrics.json), reported beside the others and never confused with them.
+  from the run's metrics.json), reported beside the others and never confused with them;
+- "nuisance probe", only when the run trained with ``data.nuisance``: the same linear probe on
+  the same features, trained to tell the nuisance s instead of the label. It is the leakage
+  measure of KNIFE's fair-representation experiments (Pichler et al., ICML 2022; g-pichler/knife):
+  how much of s a linear probe still reads from the representation, beside its chance level.
+Under ``data.nuisance`` every split is tinted as training tinted it (``nuisance_dataset``), so the
+probes see the images the backbone was trained on.
 Results go to ``<run>/eval/<data>_linear_<checkpoint>.json`` (named after the checkpoint file,
 so two checkpoints of one run never overwrite each other's results; ``_random_init`` for the
 baseline) and the run's TensorBoard under ``eval/``.
@@ -24,6 +30,7 @@ from infossl import config as C
 from infossl import config_schema as S
 from infossl.backbones import build_backbone
 from infossl.data.datasets import build_dataset, dataset_info
+from infossl.data.nuisance import nuisance_dataset
 from infossl.data.transforms import build_crop_flip_transform, build_eval_transform
 from infossl.errors import UserError
 from infossl.eval import diagnostics
@@ -74,6 +81,8 @@ def _checked_training_config(ckpt_path: str, checkpoint: dict) -> dict:
         S.check_mapping(cfg["backbone"], S.Backbone, "backbone")
         S.check(cfg["data"]["image_size"], S.Count, "data.image_size")
         S.check(cfg["data"]["name"], S.DatasetName, "data.name")
+        nuisance = {k: cfg["data"][k] for k in ("nuisance", "nuisance_values")}
+        S.check_mapping(nuisance, S.Data, "data", partial=True)
     except C.ConfigError as err:
         raise UserError(f"{ckpt_path}: its training config is unusable: {err}") from err
     return cfg
@@ -122,6 +131,17 @@ def _online_probe_number(run_dir: Path | None) -> float | None:
         return None
     metrics = json.loads((run_dir / "metrics.json").read_text()).get("metrics", {})
     return metrics.get("val/online_top1")
+
+
+def eval_dataset(cfg: dict, data: str, data_dir, split: str, transform, download, loader):
+    """A split of ``data`` for evaluation: its (image, label) items, or, when the run trained
+    with ``data.nuisance``, its images tinted as training tinted them (the tint before
+    ``transform``; items ``(image, label, 0, s)``, and ``.nuisance`` holds s per index)."""
+    d = cfg["data"]
+    if d["nuisance"] is None:
+        return build_dataset(data, data_dir, split, transform, download, loader)
+    base = build_dataset(data, data_dir, split, None, download, loader)
+    return nuisance_dataset(base, transform, split, d["nuisance_values"])
 
 
 def _loader(dataset, settings: dict, shuffle: bool) -> DataLoader:
@@ -184,8 +204,8 @@ def run_evaluation(args) -> dict:
     eval_tf = build_eval_transform(size, info["mean"], info["std"])
     download = bool(args.download)
     loader = eval_image_loader(data)
-    train_set = build_dataset(data, data_dir, "train_labeled", eval_tf, download, loader)
-    val_set = build_dataset(data, data_dir, "val", eval_tf, download, loader)
+    train_set = eval_dataset(cfg, data, data_dir, "train_labeled", eval_tf, download, loader)
+    val_set = eval_dataset(cfg, data, data_dir, "val", eval_tf, download, loader)
 
     started = time.time()
     precision = devices["precision"]
@@ -214,7 +234,7 @@ def run_evaluation(args) -> dict:
         )
     else:
         crop_flip = build_crop_flip_transform(size, info["mean"], info["std"])
-        augmented = build_dataset(data, data_dir, "train_labeled", crop_flip, download, loader)
+        augmented = eval_dataset(cfg, data, data_dir, "train_labeled", crop_flip, download, loader)
         probe = train_linear_probe_on_images(
             backbone,
             _loader(augmented, settings, True),
@@ -257,6 +277,10 @@ def run_evaluation(args) -> dict:
             "note": "trained jointly with the backbone on detached features",
         },
     }
+    if cfg["data"]["nuisance"] is not None:
+        protocols["nuisance probe"] = _nuisance_probe(
+            cfg, train_x, train_set, val_x, val_set, probe_settings, device
+        )
 
     result = {
         **result_header(args, cfg, checkpoint, data, "linear"),
@@ -279,6 +303,31 @@ def run_evaluation(args) -> dict:
     )
     _write(result, args, run_dir, data, "linear")
     return result
+
+
+def _nuisance_probe(cfg, train_x, train_set, val_x, val_set, probe_settings, device) -> dict:
+    """The linear probe of the label, trained on the same frozen features to tell s instead
+    (train split's features -> s, scored on the val split's): KNIFE's leakage measure of how
+    much of the nuisance a representation still carries. The loaders are unshuffled, so the
+    features are in dataset order, the order of each dataset's ``.nuisance``."""
+    num_values = cfg["data"]["nuisance_values"]
+    train_s, val_s = train_set.nuisance, val_set.nuisance
+    if len(train_s) != len(train_x) or len(val_s) != len(val_x):
+        raise RuntimeError("features and nuisance values are not aligned")
+    probe = train_linear_probe(
+        train_x, train_s, val_x, val_s, num_values, device=device, **probe_settings
+    )
+    return {
+        "top1": probe["top1"],
+        "chance": 1.0 / num_values,
+        "settings": {
+            **probe_settings,
+            "target": f"s of data.nuisance={cfg['data']['nuisance']} ({num_values} values, "
+            "drawn per image independently of the label)",
+            "augment": "none",
+            "optimizer": "SGD, cosine schedule, frozen backbone in eval mode",
+        },
+    }
 
 
 def result_header(args, cfg: dict, checkpoint: dict, data: str, protocol: str) -> dict:

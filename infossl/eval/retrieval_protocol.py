@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from infossl.data.class_split import class_split_dataset
 from infossl.data.datasets import build_dataset, dataset_info
+from infossl.data.nuisance import nuisance_dataset
 from infossl.data.transforms import build_eval_transform
 from infossl.errors import UserError
 from infossl.eval.linear import extract_features
@@ -43,14 +44,23 @@ def embedding_model(backbone: nn.Module, feature_dim: int, cfg: dict, head_state
 
 
 def _test_set(cfg: dict, data: str, data_dir, transform, download: bool, loader):
+    """(test set, what it is): training's validation set (data.class_split: the held-out
+    classes). Under data.nuisance its images are tinted as training tinted them, with the val
+    split's draw of s (nuisance_dataset), the tint before ``transform``."""
     info = dataset_info(data, data_dir)
+    nuisance = cfg["data"].get("nuisance")
+    base_transform = None if nuisance is not None else transform
     if cfg["data"].get("class_split"):
         split = "held-out classes (second half of the class indices)"
-        return class_split_dataset(
-            data, data_dir, "test", info["num_classes"], transform, download, loader
-        ), split
-    test_set = build_dataset(data, data_dir, "val", transform, download, loader)
-    return test_set, "val split (all classes)"
+        test_set = class_split_dataset(
+            data, data_dir, "test", info["num_classes"], base_transform, download, loader
+        )
+    else:
+        split = "val split (all classes)"
+        test_set = build_dataset(data, data_dir, "val", base_transform, download, loader)
+    if nuisance is not None:
+        test_set = nuisance_dataset(test_set, transform, "val", cfg["data"]["nuisance_values"])
+    return test_set, split
 
 
 def run_retrieval(

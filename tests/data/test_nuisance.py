@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 
 from benchmarks._downstream_common import image_tensors
 from infossl.data.datasets import DigitsDataset
-from infossl.data.nuisance import TINTS, TintNuisance, tint_nuisance
+from infossl.data.nuisance import TINTS, TintNuisance, draw_nuisance, tint_nuisance
 
 
 def test_tint_is_independent_of_the_label_and_a_probe_on_raw_pixels_reads_it():
@@ -128,3 +128,22 @@ def test_views_made_on_the_device_keep_the_batches_nuisance():
     std = torch.tensor(datamodule.std).view(1, 3, 1, 1)
     for view in augmented.inputs:
         assert torch.equal(_recover_tint(view * std + mean), batch.nuisance)
+
+
+def test_each_split_gets_its_own_draw_from_the_one_rule_training_and_evaluation_share():
+    import pytest
+
+    from infossl.data.nuisance import nuisance_dataset
+
+    base = DigitsDataset("train")
+    splits = ("train", "train_labeled", "val")
+    draws = {split: nuisance_dataset(base, None, split, 4).nuisance for split in splits}
+    assert torch.equal(draws["train"], draws["train_labeled"])  # one training set, one draw
+    assert torch.equal(draws["val"], draw_nuisance(1437, 4, seed=1))
+    assert (draws["val"] != draws["train"]).float().mean() > 0.6  # independent: 3/4 differ
+    assert nuisance_dataset(base, None, "val", 6).nuisance.max() == 5
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        nuisance_dataset(base, None, "test", 4)
+    # STL-10's labelled images are the first 5,000 of its training split (train+unlabeled,
+    # 105,000): a shorter draw is the start of the longer one, so they keep their training s
+    assert torch.equal(draw_nuisance(5000, 4, seed=0), draw_nuisance(105000, 4, seed=0)[:5000])
