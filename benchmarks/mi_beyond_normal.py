@@ -1,14 +1,14 @@
-"""Our MI estimators on the "Beyond Normal" tasks (Czyż et al., NeurIPS 2023), beside bmi's KSG/CCA.
+"""Our MI estimators on the "Beyond Normal" tasks (Czyż et al., NeurIPS 2023), beside bmi's own.
 
-bmi (PyPI ``benchmark-mi``) samples each task and knows its true MI; its JAX pins conflict with
-this project's environment, so the benchmark runs in two environments:
+bmi (PyPI ``benchmark-mi``) samples each task and knows its true MI; its pins (jax, and numpy,
+pandas and pydantic below 2; ``benchmarks/requirements-bmi.txt``) conflict with this project's
+environment, so the benchmark runs in two environments:
 
 1. ``generate`` (bmi's environment) samples every task and seed, runs bmi's own KSG (k = 5) and
    CCA estimators on the same samples and saves ``samples/<task>__s<seed>.npz`` (x, y, true MI)
    plus ``baselines.json``::
 
-       python -m venv bmi-venv && bmi-venv/bin/pip install benchmark-mi \
-           "jax==0.4.30" "jaxlib==0.4.30"    # bmi 0.1.3's equinox needs jax < 0.4.34
+       python -m venv bmi-venv && bmi-venv/bin/pip install -r benchmarks/requirements-bmi.txt
        bmi-venv/bin/python benchmarks/mi_beyond_normal.py generate --out runs/bmi
 
    and bmi's own neural estimators (InfoNCE, NWJ, Donsker-Varadhan, MINE at bmi's defaults: a
@@ -250,16 +250,16 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def report(args) -> None:
-    out = Path(args.out)
-    ours = json.loads((out / "mi_beyond_normal.json").read_text())
-    base = _baselines(out)
-    # The baselines on exactly the tasks and seeds ours ran on, so the error summary compares like
-    # with like.
-    ran = {(r["task"], r["seed"]) for r in ours["results"]}
-    summ = _summary(ours["results"] + [r for r in base if (r["task"], r["seed"]) in ran])
+def render(out: Path) -> tuple[str, dict, list[str], list[str]]:
+    """The markdown table and error summary of ``out``'s JSON files, with the per-(task,
+    estimator) summary, task order and estimator names the PNG uses. The baselines count only on
+    the tasks and seeds ours ran on, so the error summary compares like with like."""
+    ours = json.loads((out / "mi_beyond_normal.json").read_text())["results"]
+    ran = {(r["task"], r["seed"]) for r in ours}
+    base = [r for r in _baselines(out) if (r["task"], r["seed"]) in ran]
+    summ = _summary(ours + base)
     tasks = [t for t in TASKS if any(k[0] == t for k in ran)]
-    names = list(dict.fromkeys(r["estimator"] for r in ours["results"]))
+    names = list(dict.fromkeys(r["estimator"] for r in ours))
     names += list(dict.fromkeys(r["estimator"] for r in base))
     head = "| task | true MI | " + " | ".join(names) + " |"
     lines = [head, "|" + "---|" * (len(names) + 2)]
@@ -281,17 +281,21 @@ def report(args) -> None:
         "| estimator | tasks | mean abs. error | within 10 % | non-finite |",
         "|---|---|---|---|---|",
     ]
-    errors = {}
     for n in names:
         rows = [summ[(t, n)] for t in tasks if (t, n) in summ]
         err = np.array([abs(r["mean"] - r["true_mi"]) for r in rows])
         within = sum(abs(r["mean"] - r["true_mi"]) <= 0.1 * r["true_mi"] for r in rows)
         bad = sum(r["nonfinite"] for r in rows)
-        errors[n] = float(np.nanmean(err)) if len(err) else float("nan")
-        lines.append(f"| {n} | {len(rows)} | {errors[n]:.3f} | {within} | {bad} |")
-    md = "\n".join(lines)
-    (out / "mi_beyond_normal.md").write_text(md + "\n")
-    print(md)
+        mae = float(np.nanmean(err)) if len(err) else float("nan")
+        lines.append(f"| {n} | {len(rows)} | {mae:.3f} | {within} | {bad} |")
+    return "\n".join(lines) + "\n", summ, tasks, names
+
+
+def report(args) -> None:
+    out = Path(args.out)
+    md, summ, tasks, names = render(out)
+    (out / "mi_beyond_normal.md").write_text(md)
+    print(md, end="")
     _plot(summ, tasks, names, out / "mi_beyond_normal.png")
 
 
