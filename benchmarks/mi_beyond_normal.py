@@ -16,6 +16,8 @@ environment, so the benchmark runs in two environments:
    250 steps, early stopping, at most 10 000 steps) on the same samples, ``baselines_neural.json``::
 
        bmi-venv/bin/python benchmarks/mi_beyond_normal.py neural --out runs/bmi
+       bmi-venv/bin/python benchmarks/mi_beyond_normal.py neural --out runs/bmi --resume \
+           --preprocess copula     # the same estimators on the normal scores ours train on
 
 2. ``run`` (this project's environment) reads those samples, calls ``infossl.mi.estimate`` for
    each estimator and writes ``mi_beyond_normal.json`` (every task, seed, estimator, estimate,
@@ -122,20 +124,32 @@ BMI_NEURAL = {
 
 def neural(args) -> None:
     """bmi's neural estimators at bmi's defaults on the saved samples (run in bmi's environment);
-    JSON after each run, ``--resume`` skips what it holds."""
+    JSON after each run, ``--resume`` skips what it holds. ``--preprocess copula`` first maps each
+    column to normal scores as ``infossl.mi.estimate(preprocess="copula")`` does (a numpy/scipy
+    module, importable without torch), labelled "bmi ... (copula)", in its own JSON file."""
     from importlib.metadata import version
 
     import bmi
 
+    if __package__ in (None, ""):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from infossl.mi.inputs import preprocess_columns
+
     out = Path(args.out)
-    path = out / "baselines_neural.json"
+    suffix = "" if args.preprocess == "none" else f"_{args.preprocess}"
+    path = out / f"baselines_neural{suffix}.json"
     results = json.loads(path.read_text())["results"] if args.resume and path.exists() else []
     done = {(r["task"], r["seed"], r["estimator"]) for r in results}
     meta = dict(command=" ".join(sys.argv), seeds=args.seeds, bmi=version("benchmark-mi"))
+    label_suffix = "" if args.preprocess == "none" else f" ({args.preprocess})"
     for task_id in args.tasks:
         for seed in args.seeds:
             x, y, true_mi, name = _load_samples(out, task_id, seed)
+            if args.preprocess == "copula":  # the very transform infossl.mi.estimate applies
+                x = preprocess_columns(x, "copula", "x")
+                y = preprocess_columns(y, "copula", "y")
             for label, cls in BMI_NEURAL.items():
+                label += label_suffix
                 if (task_id, seed, label) in done:
                     continue
                 t0 = time.time()
@@ -159,10 +173,11 @@ def neural(args) -> None:
 
 
 def _baselines(out: Path) -> list[dict]:
-    """bmi's KSG and CCA, plus its neural estimators where ``neural`` has run."""
+    """bmi's KSG and CCA, plus its neural estimators where ``neural`` has run
+    (``baselines_neural.json``; ``baselines_neural_copula.json`` with ``--preprocess copula``)."""
     rows = json.loads((out / "baselines.json").read_text())["results"]
-    if (out / "baselines_neural.json").exists():
-        rows += json.loads((out / "baselines_neural.json").read_text())["results"]
+    for path in sorted(out.glob("baselines_neural*.json")):
+        rows += json.loads(path.read_text())["results"]
     return rows
 
 
@@ -341,6 +356,7 @@ def main(argv=None):
     n = sub.add_parser("neural", help="bmi's environment: bmi's neural estimators")
     n.add_argument("--tasks", nargs="+", default=TASKS)
     n.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    n.add_argument("--preprocess", choices=["none", "copula"], default="none")
     n.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
     n.add_argument("--out", required=True)
     r = sub.add_parser("run", help="this project's environment: infossl.mi.estimate per task")

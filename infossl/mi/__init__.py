@@ -16,7 +16,11 @@ def __getattr__(name):
         from infossl.mi.models import ESTIMATORS
 
         return ESTIMATORS
-    if name in ("MIEstimate", "MIInputError", "estimate"):
+    if name == "MIInputError":
+        from infossl.mi.inputs import MIInputError
+
+        return MIInputError
+    if name in ("MIEstimate", "estimate"):
         from infossl.mi import fit
 
         return getattr(fit, name)

@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 def _load(path: str):
     import numpy as np
 
-    from infossl.mi.fit import MIInputError
+    from infossl.mi.inputs import MIInputError
 
     try:
         return np.load(path, allow_pickle=False)
@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", type=Path, help="also write the full result here")
     args = p.parse_args(argv)
-    from infossl.mi.fit import MIInputError, estimate
+    from infossl.mi.fit import estimate
+    from infossl.mi.inputs import MIInputError
 
     try:
         x, y = _load(args.x), _load(args.y)

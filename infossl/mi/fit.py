@@ -23,20 +23,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from infossl.mi.inputs import MIInputError, check_pairs, preprocess_columns
 from infossl.mi.models import ESTIMATORS, build_model
 from infossl.mi.selection import EarlyStopping, bootstrap
 
-PREPROCESS = ("standardize", "copula", "none")
 # KNIFE fits mixture means and scales directly; at the critics' 5e-4 it needs several times the
 # steps.
 DEFAULT_LR = {"critic": 5e-4, "knife": 3e-3}
 # FLO's defaults here: |u| and |g| below 10 nats, so exp(-u + contrast) <= e^30 stays finite in
 # float32 and pointwise MI up to 10 nats is still representable.
 FLO_BOUNDS = {"u_bound": 10.0, "score_bound": 10.0}
-
-
-class MIInputError(ValueError):
-    """Input ``estimate`` cannot use (NaNs, mismatched N, too few samples, unknown names)."""
 
 
 @dataclass
@@ -80,38 +76,6 @@ class MIEstimate:
         return asdict(self)
 
 
-def _as_matrix(a, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise MIInputError(f"{name} is not a numeric array ({err})") from None
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise MIInputError(f"{name} must be (N,) or (N, dim), got shape {arr.shape}")
-    bad = int((~np.isfinite(arr)).sum())
-    if bad:
-        raise MIInputError(f"{name} has {bad} non-finite values (NaN or inf)")
-    return arr
-
-
-def _preprocess(a: np.ndarray, how: str, name: str) -> np.ndarray:
-    if how == "none":
-        return a
-    if how == "copula":
-        # Per-column ranks -> standard normal quantiles (Gaussian copula, Ince et al. 2017): a
-        # strictly monotone map of each coordinate, which leaves I(X; Y) unchanged and removes
-        # heavy tails and marginal distortions (bmi's half-cube, asinh, normal-CDF) before training.
-        from scipy.special import ndtri
-        from scipy.stats import rankdata
-
-        return ndtri((rankdata(a, axis=0) - 0.5) / a.shape[0])
-    std = a.std(axis=0)
-    if (std == 0).any():
-        raise MIInputError(f"{name} has a constant column ({int(np.argmax(std == 0))}): no MI")
-    return (a - a.mean(axis=0)) / std
-
-
 def _device(device) -> torch.device:
     try:
         dev = torch.device(device)
@@ -120,26 +84,6 @@ def _device(device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise MIInputError(f"device {device!r} asked for, but CUDA is not available here")
     return dev
-
-
-def validate(x, y, estimator, batch_size, train_fraction, preprocess):
-    """Arrays as float64 (N, dim) matrices, or MIInputError with one line."""
-    if estimator not in ESTIMATORS:
-        raise MIInputError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
-    if preprocess not in PREPROCESS:
-        raise MIInputError(f"preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
-    if not 0.0 < train_fraction < 1.0:
-        raise MIInputError(f"train_fraction must be in (0, 1), got {train_fraction}")
-    x, y = _as_matrix(x, "x"), _as_matrix(y, "y")
-    if x.shape[0] != y.shape[0]:
-        raise MIInputError(f"x has {x.shape[0]} samples and y has {y.shape[0]}: they must pair up")
-    n_train = int(x.shape[0] * train_fraction)
-    if n_train < batch_size or x.shape[0] - n_train < 2:
-        raise MIInputError(
-            f"{x.shape[0]} samples give {n_train} for training, fewer than batch_size "
-            f"{batch_size} (or under 2 held out): pass more samples or a smaller batch_size"
-        )
-    return x, y, n_train
 
 
 def estimate(
@@ -202,8 +146,10 @@ def estimate(
         >>> print(res.estimate, res.stderr)
     """
     t0 = time.time()
-    x, y, n_train = validate(x, y, estimator, batch_size, train_fraction, preprocess)
-    x, y = _preprocess(x, preprocess, "x"), _preprocess(y, preprocess, "y")
+    if estimator not in ESTIMATORS:
+        raise MIInputError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
+    x, y, n_train = check_pairs(x, y, batch_size, train_fraction, preprocess)
+    x, y = preprocess_columns(x, preprocess, "x"), preprocess_columns(y, preprocess, "y")
     device = _device(device)
     lr = DEFAULT_LR["knife" if estimator.startswith("knife") else "critic"] if lr is None else lr
     if estimator == "flo":  # see models.FLOModel._bounded: finite held-out values
