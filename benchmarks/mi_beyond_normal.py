@@ -209,6 +209,7 @@ def run(args) -> None:
         embed_dim=args.embed_dim,
         batch_size=args.batch_size,
         preprocess=args.preprocess,
+        weight_decay=args.weight_decay,
     )
     for task in args.tasks:
         for seed in args.seeds:
@@ -372,6 +373,7 @@ def main(argv=None):
     r.add_argument("--embed-dim", type=int, default=32)
     r.add_argument("--batch-size", type=int, default=256)
     r.add_argument("--preprocess", default="standardize")
+    r.add_argument("--weight-decay", type=float, help="AdamW's; default: estimate's")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
     r.add_argument("--out", required=True)

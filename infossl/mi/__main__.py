@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5000, help="most training steps")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, help="default: 5e-4 (critics), 3e-3 (KNIFE)")
+    p.add_argument("--weight-decay", type=float, help="AdamW's; default 2 (critics), 0 (KNIFE)")
     p.add_argument("--preprocess", default="standardize", help="standardize | copula | none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -61,6 +62,7 @@ def main(argv=None) -> int:
             max_steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,
+            weight_decay=args.weight_decay,
             preprocess=args.preprocess,
             seed=args.seed,
             device=args.device,
