@@ -49,3 +49,21 @@ def test_unknown_option_is_an_input_error():
     x, y = gaussian(n=300)
     with pytest.raises(MIInputError, match="smile"):
         estimate(x, y, "smile", batch_size=64, max_steps=1, no_such_option=1)
+
+
+def test_weight_decay_default_tightens_the_held_out_bound_where_the_critic_overfits():
+    # 2 correlated pairs among 10 + 10 coordinates, 500 training pairs: the critic overfits the
+    # 16 noise coordinates. Plain Adam stops at 0.70 nats, AdamW with the default decay at 0.77
+    # (true 1.02; +0.06 to +0.08 on each of seeds 0-2).
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((1000, 10)), rng.standard_normal((1000, 10))
+    y[:, :2] = 0.8 * x[:, :2] + 0.6 * y[:, :2]
+    true_mi = -math.log(1 - 0.8**2)
+    run = dict(hidden_dim=32, embed_dim=8, batch_size=128, max_steps=1500, eval_every=50)
+    decayed = estimate(x, y, "infonce", patience=4, **run)
+    plain = estimate(x, y, "infonce", patience=4, weight_decay=0.0, **run)
+    assert decayed.settings["weight_decay"] == 2.0 and plain.settings["weight_decay"] == 0.0
+    assert decayed.estimate > plain.estimate + 0.03
+    assert decayed.estimate < true_mi + 3 * decayed.stderr
+    knife = estimate(x[:300], y[:300], "knife", batch_size=64, max_steps=1)
+    assert knife.settings["weight_decay"] == 0.0  # KNIFE's means and scales are not decayed
