@@ -321,26 +321,33 @@ def _plot(summ, tasks, names, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(tasks)), 4.5))
-    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(max(10, 0.9 * len(tasks)), 5))
+    width = 0.85 / len(names)
     xs = np.arange(len(tasks))
+    colors = plt.get_cmap("tab20").colors
     for k, n in enumerate(names):
         mean = [summ.get((t, n), {}).get("mean", np.nan) for t in tasks]
         err = [summ.get((t, n), {}).get("stderr", np.nan) for t in tasks]
         err = [0 if not np.isfinite(e) else 2 * e for e in err]
-        ax.bar(xs + (k - len(names) / 2 + 0.5) * width, mean, width, yerr=err, label=n)
+        ax.bar(
+            xs + (k - len(names) / 2 + 0.5) * width,
+            mean,
+            width,
+            yerr=err,
+            label=n,
+            color=colors[k % len(colors)],
+            hatch="//" if n.startswith("bmi") else None,  # bmi's estimators hatched, ours plain
+            edgecolor="white",
+            linewidth=0,
+        )
     true = [next(summ[k]["true_mi"] for k in summ if k[0] == t) for t in tasks]
-    ax.scatter(xs, true, color="black", marker="_", s=400, zorder=5, label="true MI")
+    labels = [next(summ[k]["name"] for k in summ if k[0] == t) for t in tasks]
+    ax.scatter(xs, true, color="black", marker="_", s=600, zorder=5, label="true MI")
     ax.set_xticks(xs)
-    ax.set_xticklabels(
-        [summ[(t, names[-1])]["name"] if (t, names[-1]) in summ else t for t in tasks],
-        rotation=60,
-        ha="right",
-        fontsize=7,
-    )
-    ax.set_ylabel("MI estimate (nats)")
+    ax.set_xticklabels(labels, rotation=50, ha="right", fontsize=7)
+    ax.set_ylabel("MI estimate (nats), ±2 bootstrap s.e. for ours")
     ax.set_ylim(-0.5, max(true) + 1)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
