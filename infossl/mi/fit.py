@@ -124,7 +124,7 @@ def estimate(
         critic: "separable" (g(x)^T h(y)) or "concat" (an MLP on [x; y], N_test^2 evaluations per
             held-out pass) with ``hidden_dim`` units in ``layers`` hidden layers (``embed_dim``
             for separable). Ignored by KNIFE.
-        batch_size, lr, max_steps: Adam on mini-batches of the training part; ``lr=None`` is
+        batch_size, lr, max_steps: AdamW on mini-batches of the training part; ``lr=None`` is
             ``DEFAULT_LR``: 5e-4 for critics (the staircase's), 3e-3 for KNIFE's densities.
         weight_decay: AdamW's decoupled weight decay (Loshchilov & Hutter, ICLR 2019); each step
             shrinks every weight by ``lr * weight_decay``; 0 is plain Adam. ``None`` is
@@ -141,7 +141,7 @@ def estimate(
         **estimator_options: passed to the estimator: ``clip`` (smile), ``momentum`` (mine),
             ``reg_weight``/``reg_target``/``reg_distance`` (ReMINE regularizer, critic bounds and
             flo), ``u_bound`` (flo), ``modes``, ``conditional`` ("anchored" or "official"),
-            ``conditional_parts`` and KNIFE's flags (knife, knife_joint; ``infossl/mi/knife.py``).
+            ``conditional_weights`` and KNIFE's flags (knife, knife_joint; ``infossl/mi/knife.py``).
 
     Returns:
         :class:`MIEstimate` (estimate, stderr, ci, best_step, curve, estimator, settings).

@@ -16,8 +16,8 @@ the bootstrap over held-out rows a plain resampling of them).
 Anchored conditional (``conditional="anchored"``, the default here): p(y | x) is a KNIFE mixture
 whose parameters are those of a mixture of its own plus outputs of a network of x whose last layer
 starts at zero. At the start p(y | x) = p(y) for every x, so the estimate starts at exactly 0 and
-grows only as far as the held-out pairs support it. Only the means and mixture weights move with
-x by default (``conditional_parts="means+weights"``); the official conditional (``"official"``,
+grows only as far as the held-out pairs support it. Only the means and (``conditional_weights``,
+on by default) the mixture weights move with x; the official conditional (``"official"``,
 ``ConditionalKNIFE``: every parameter a network of x, from a random start) also lets the
 precisions depend on x, and a per-x precision is how a mixture memorizes a training pair
 (a narrow component on each y_n), which is what overfits first.
@@ -44,10 +44,10 @@ CONDITIONALS = ("anchored", "official")
 
 
 class AnchoredConditionalKNIFE(nn.Module):
-    """p(y | x): the mixture ``base`` (a ``MarginalKNIFE``, trained with it) whose means and, as
-    ``parts`` asks ("means" joined by "+" to any of "weights", "scale" (one precision scale per
-    mode), "log_scales", "tril"), other parameters get an offset from a network of x; the network's
-    output layer starts at zero, so p(y | x) starts equal to ``base``."""
+    """p(y | x): the mixture ``base`` (a ``MarginalKNIFE``, trained with it) whose means and, with
+    ``move_weights``, weight logits get an offset from a network of x; the precisions stay those of
+    ``base`` (see the module docstring). The network's output layer starts at zero, so p(y | x)
+    starts equal to ``base``."""
 
     def __init__(
         self,
@@ -56,23 +56,12 @@ class AnchoredConditionalKNIFE(nn.Module):
         hidden_dim: int,
         *,
         layers: int = 1,
-        parts: str = "means+weights",
+        move_weights: bool = True,
     ):
         super().__init__()
-        m, d = base.num_modes, base.dim
-        sizes = {"means": m * d, "weights": m, "scale": m, "log_scales": m * d}
-        if base.tril is not None:
-            sizes["tril"] = m * d * d
-        chosen = parts.split("+")
-        unknown = [p for p in chosen if p not in sizes]
-        if unknown or "means" not in chosen:
-            raise ValueError(
-                f"conditional_parts must join 'means' and any of {', '.join(list(sizes)[1:])} "
-                f"with '+', got {parts!r}"
-            )
-        self.dim, self.num_modes, self.parts, self.base = d, m, parts, base
-        self.sizes = {k: v for k, v in sizes.items() if k in chosen}
-        self.net = conditioning_net(cond_dim, hidden_dim, sum(self.sizes.values()), layers, False)
+        self.base, self.move_weights = base, move_weights
+        width = base.num_modes * base.dim + (base.num_modes if move_weights else 0)
+        self.net = conditioning_net(cond_dim, hidden_dim, width, layers, False)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
@@ -82,21 +71,16 @@ class AnchoredConditionalKNIFE(nn.Module):
         y, x = _as_float(y), _as_float(x)
         if not bool(base.initialized):
             base.initialize(y)
-        n, m, d = y.shape[0], self.num_modes, self.dim
-        chunks = self.net(x).split(list(self.sizes.values()), dim=1)
-        offsets = dict(zip(self.sizes, chunks, strict=True))
-        means = base.means + offsets["means"].view(n, m, d)
-        logits = base.weight_logits + offsets["weights"] if "weights" in offsets else None
-        log_scales = base.effective_log_scales()
-        tril = base.tril
-        if "scale" in offsets:  # one precision scale per mode and x, shared by the d coordinates
-            log_scales = log_scales + offsets["scale"].view(n, m, 1)
-        if "log_scales" in offsets:
-            log_scales = log_scales + offsets["log_scales"].view(n, m, d)
-        if "tril" in offsets:
-            tril = tril + offsets["tril"].view(n, m, d, d)
+        m, d = base.num_modes, base.dim
+        offsets = self.net(x)
+        means = base.means + offsets[:, : m * d].view(-1, m, d)
+        logits = base.weight_logits + offsets[:, m * d :] if self.move_weights else None
         return knife_log_density(
-            y, base.weight_logits if logits is None else logits, means, log_scales, tril
+            y,
+            base.weight_logits if logits is None else logits,
+            means,
+            base.effective_log_scales(),
+            base.tril,
         )
 
 
@@ -115,7 +99,7 @@ class KnifeModel(nn.Module):
         joint=False,
         modes=32,
         conditional="anchored",
-        conditional_parts="means+weights",
+        conditional_weights=True,
         **knife_kwargs,
     ):
         super().__init__()
@@ -129,7 +113,7 @@ class KnifeModel(nn.Module):
             # The conditional's own mixture starts as a copy of the marginal (means placed on the
             # same first batch), so the estimate is exactly 0 before the first step.
             self.conditional = AnchoredConditionalKNIFE(
-                x_dim, copy.deepcopy(self.marginal), hidden_dim, parts=conditional_parts
+                x_dim, copy.deepcopy(self.marginal), hidden_dim, move_weights=conditional_weights
             )
         else:
             # LayerNorm of a 1- or 2-wide condition is a constant or a sign (knife.py,

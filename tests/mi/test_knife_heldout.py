@@ -19,10 +19,12 @@ def gaussian(n, dim, mi, seed=0):
     return x, rho * x + math.sqrt(1.0 - rho**2) * rng.standard_normal((n, dim))
 
 
-def test_anchored_conditional_starts_equal_to_the_marginal():
+@pytest.mark.parametrize("conditional_weights", [True, False])
+def test_anchored_conditional_starts_equal_to_the_marginal(conditional_weights):
     torch.manual_seed(0)
     x, y = (torch.as_tensor(a, dtype=torch.float32) for a in gaussian(256, 3, 1.0))
-    model = KnifeModel(3, 3, hidden_dim=16, modes=8)
+    model = KnifeModel(3, 3, hidden_dim=16, modes=8, conditional_weights=conditional_weights)
+    assert model.conditional.net[-1].out_features == 8 * 3 + (8 if conditional_weights else 0)
     _, mi = model(x, y)
     assert mi.item() == 0.0
     terms = model._terms(x, y)
@@ -60,7 +62,7 @@ def test_knife_recovers_the_gaussian_that_overfit_under_one_selection_step():
     assert res.estimate == res.curve["heldout"][res.curve["step"].index(res.best_step)]
 
 
-def test_unknown_conditional_parts_are_an_input_error():
+def test_unknown_conditional_is_an_input_error():
     x, y = gaussian(300, 2, 0.5)
-    with pytest.raises(MIInputError, match="conditional_parts"):
-        estimate(x, y, "knife", batch_size=64, max_steps=1, conditional_parts="weights")
+    with pytest.raises(MIInputError, match="conditional must be one of"):
+        estimate(x, y, "knife", batch_size=64, max_steps=1, conditional="learned")
