@@ -218,6 +218,7 @@ def run(args) -> None:
         batch_size=args.batch_size,
         preprocess=args.preprocess,
         weight_decay=args.weight_decay,
+        anchor=None if args.anchor == "none" else args.anchor,
     )
     for task in args.tasks:
         for seed in args.seeds:
@@ -394,6 +395,7 @@ def main(argv=None):
     r.add_argument("--batch-size", type=int, default=256)
     r.add_argument("--preprocess", default="copula")
     r.add_argument("--weight-decay", type=float, help="AdamW's; default: estimate's")
+    r.add_argument("--anchor", choices=["gaussian", "none"], default="gaussian")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
     r.add_argument("--out", required=True)

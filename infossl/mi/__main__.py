@@ -39,6 +39,12 @@ def main(argv=None) -> int:
     p.add_argument("y", help=".npy file, shape (N,) or (N, dy)")
     p.add_argument("--estimator", default="smile")
     p.add_argument("--critic", default="separable", choices=["separable", "concat"])
+    p.add_argument(
+        "--anchor",
+        default="gaussian",
+        choices=["gaussian", "none"],
+        help="start the critic from the fitted Gaussian's (default) or from scratch",
+    )
     p.add_argument("--steps", type=int, default=5000, help="most training steps")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, help="default: 5e-4 (critics), 3e-3 (KNIFE)")
@@ -59,6 +65,7 @@ def main(argv=None) -> int:
             y,
             args.estimator,
             critic=args.critic,
+            anchor=None if args.anchor == "none" else args.anchor,
             max_steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,

@@ -5,7 +5,9 @@ standardize each column, split the N pairs at random into a training and a held-
 the critic (or the KNIFE densities) on mini-batches of the training part, evaluate on the whole
 held-out part every ``eval_every`` steps, stop when ``patience`` evaluations pass without a new
 best, and report the best held-out evaluation with a bootstrap over the held-out rows (KNIFE:
-each entropy term at its own best evaluation, ``infossl/mi/knife.py``).
+each entropy term at its own best evaluation, ``infossl/mi/knife.py``). Our addition: the critic
+starts from the Gaussian fitted to the training part (``anchor="gaussian"``,
+``infossl/mi/anchor.py``), and that untrained state is evaluated too, at step 0.
 
 Why held-out and early stopping: a critic trained for thousands of steps on a finite sample
 memorizes it; its bound on the *training* pairs keeps rising while the held-out bound falls, far
@@ -23,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from infossl.mi.anchor import GaussianCritic
 from infossl.mi.inputs import MIInputError, check_pairs, preprocess_columns
 from infossl.mi.models import ESTIMATORS, build_model
 from infossl.mi.selection import EarlyStopping, bootstrap
@@ -39,6 +42,10 @@ DEFAULT_WEIGHT_DECAY = {"critic": 2.0, "knife": 0.0}
 # FLO's defaults here: |u| and |g| below 10 nats, so exp(-u + contrast) <= e^30 stays finite in
 # float32 and pointwise MI up to 10 nats is still representable.
 FLO_BOUNDS = {"u_bound": 10.0, "score_bound": 10.0}
+ANCHORS = ("gaussian", None)
+# The constant that makes the Gaussian log ratio the bound's optimal critic: NWJ's is 1 + log ratio
+# (Nguyen et al. 2010); the others are shift-invariant or optimal at the log ratio itself.
+ANCHOR_OFFSET = {"nwj": 1.0}
 
 
 @dataclass
@@ -92,12 +99,28 @@ def _device(device) -> torch.device:
     return dev
 
 
+def _train_step(model, opt, grad_clip, x, y, train_values: list) -> bool:
+    """One AdamW step on a training batch; True when it was skipped (non-finite loss)."""
+    model.train()
+    loss, mi = model(x, y)
+    if not torch.isfinite(loss):
+        return True
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    train_values.append(float(mi))
+    return False
+
+
 def estimate(
     x,
     y,
     estimator: str = "smile",
     *,
     critic: str = "separable",
+    anchor: str | None = "gaussian",
     hidden_dim: int = 128,
     layers: int = 2,
     embed_dim: int = 32,
@@ -124,6 +147,10 @@ def estimate(
         critic: "separable" (g(x)^T h(y)) or "concat" (an MLP on [x; y], N_test^2 evaluations per
             held-out pass) with ``hidden_dim`` units in ``layers`` hidden layers (``embed_dim``
             for separable). Ignored by KNIFE.
+        anchor: "gaussian": the critic (FLO: its g and u) starts from the log density ratio of
+            the reduced-rank Gaussian fitted to the training part, the network learning what it
+            misses, and the untrained state is the first evaluation (``infossl/mi/anchor.py``);
+            None: the network alone. Ignored by KNIFE.
         batch_size, lr, max_steps: AdamW on mini-batches of the training part; ``lr=None`` is
             ``DEFAULT_LR``: 5e-4 for critics (the staircase's), 3e-3 for KNIFE's densities.
         weight_decay: AdamW's decoupled weight decay (Loshchilov & Hutter, ICLR 2019); each step
@@ -158,6 +185,8 @@ def estimate(
     t0 = time.time()
     if estimator not in ESTIMATORS:
         raise MIInputError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
+    if anchor not in ANCHORS:
+        raise MIInputError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
     x, y, n_train = check_pairs(x, y, batch_size, train_fraction, preprocess)
     x, y = preprocess_columns(x, preprocess, "x"), preprocess_columns(y, preprocess, "y")
     device = _device(device)
@@ -168,6 +197,7 @@ def estimate(
         estimator_options = {**FLO_BOUNDS, **estimator_options}
     settings = dict(
         critic=critic,
+        anchor=anchor,
         hidden_dim=hidden_dim,
         layers=layers,
         embed_dim=embed_dim,
@@ -194,6 +224,9 @@ def estimate(
     xt = torch.as_tensor(x, dtype=torch.float32)[perm].to(device)
     yt = torch.as_tensor(y, dtype=torch.float32)[perm].to(device)
     x_train, y_train, x_held, y_held = xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:]
+    anchor_critic = None
+    if anchor == "gaussian" and kind == "critic":
+        anchor_critic = GaussianCritic(x_train, y_train, offset=ANCHOR_OFFSET.get(estimator, 0.0))
     try:
         model = build_model(
             estimator,
@@ -203,6 +236,7 @@ def estimate(
             hidden_dim,
             layers,
             embed_dim,
+            anchor_critic,
             **estimator_options,
         ).to(device)
         model(x_train[:batch_size], y_train[:batch_size])  # options reach the bound only here
@@ -217,23 +251,17 @@ def estimate(
 
     bar = tqdm(total=max_steps, desc=f"mi/{estimator}", disable=not progress, mininterval=1)
     order, pos, train_values, skipped, step = torch.randperm(n_train, generator=gen), 0, [], 0, 0
-    for step in range(1, max_steps + 1):
-        if pos + batch_size > n_train:  # a fresh shuffle each epoch; batches never repeat a pair
-            order, pos = torch.randperm(n_train, generator=gen), 0
-        idx = order[pos : pos + batch_size].to(device)
-        pos += batch_size
-        model.train()
-        loss, mi = model(x_train[idx], y_train[idx])
-        if torch.isfinite(loss):
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            train_values.append(float(mi))
-        else:
-            skipped += 1
-        bar.update(1)
+    # An anchored critic is evaluated before training too: the fitted Gaussian's own bound is a
+    # candidate, so the estimate is never worse than where training started.
+    for step in range(0 if anchor_critic is not None else 1, max_steps + 1):
+        if step > 0:
+            if pos + batch_size > n_train:  # fresh shuffle each epoch: no pair twice per epoch
+                order, pos = torch.randperm(n_train, generator=gen), 0
+            idx = order[pos : pos + batch_size].to(device)
+            pos += batch_size
+            if _train_step(model, opt, grad_clip, x_train[idx], y_train[idx], train_values):
+                skipped += 1
+            bar.update(1)
         if step % eval_every and step != max_steps:
             continue
         model.eval()

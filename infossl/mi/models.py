@@ -21,6 +21,7 @@ from infossl.losses.critics import ConcatCritic, FLOSharedCritic, SeparableCriti
 from infossl.losses.flo import flo, flo_per_row
 from infossl.losses.mi_bounds import ESTIMATORS as BOUNDS
 from infossl.losses.mi_bounds import MIBoundLoss, RowStats, row_statistics
+from infossl.mi.anchor import AnchoredCritic
 from infossl.mi.knife import KnifeModel
 from infossl.mi.selection import HeldOut
 
@@ -58,12 +59,18 @@ def heldout_stats(score_fn, x, y, clip: float | None, block: int) -> RowStats:
     return _cat_stats(parts)
 
 
-def build_critic(critic: str, x_dim, y_dim, hidden_dim, layers, embed_dim) -> nn.Module:
+def build_critic(
+    critic: str, x_dim, y_dim, hidden_dim, layers, embed_dim, anchor: nn.Module | None = None
+) -> nn.Module:
+    """The critic network; with ``anchor`` (a fitted ``GaussianCritic``) it is the anchor plus the
+    network as a zero-initialised residual (``AnchoredCritic``)."""
     if critic == "separable":
-        return SeparableCritic(x_dim, y_dim, hidden_dim, embed_dim, layers)
-    if critic == "concat":
-        return ConcatCritic(x_dim, y_dim, hidden_dim, layers)
-    raise ValueError(f"unknown critic {critic!r}; choose from {CRITICS}")
+        net = SeparableCritic(x_dim, y_dim, hidden_dim, embed_dim, layers)
+    elif critic == "concat":
+        net = ConcatCritic(x_dim, y_dim, hidden_dim, layers)
+    else:
+        raise ValueError(f"unknown critic {critic!r}; choose from {CRITICS}")
+    return net if anchor is None else AnchoredCritic(anchor, net)
 
 
 def _block(critic: str, n: int, hidden_dim: int) -> int:
@@ -76,10 +83,12 @@ class BoundModel(nn.Module):
     """A critic + one of ``mi_bounds.ESTIMATORS`` (TUBA adds Poole's learned baseline log a(x),
     as ``benchmarks/mi_estimation.py`` does)."""
 
-    def __init__(self, name, x_dim, y_dim, critic, hidden_dim, layers, embed_dim, **bound_kwargs):
+    def __init__(
+        self, name, x_dim, y_dim, critic, hidden_dim, layers, embed_dim, anchor=None, **bound_kwargs
+    ):
         super().__init__()
         self.name, self.critic_kind, self.hidden_dim = name, critic, hidden_dim
-        self.critic = build_critic(critic, x_dim, y_dim, hidden_dim, layers, embed_dim)
+        self.critic = build_critic(critic, x_dim, y_dim, hidden_dim, layers, embed_dim, anchor)
         self.bound = MIBoundLoss(name, **bound_kwargs)
         self.baseline = mlp(x_dim, hidden_dim, 1, layers) if name == "tuba" else None
 
@@ -122,15 +131,20 @@ class FLOModel(nn.Module):
         embed_dim,
         u_bound=None,
         score_bound=None,
+        anchor=None,
         **reg,
     ):
         super().__init__()
         self.critic_kind, self.hidden_dim, self.reg = critic, hidden_dim, reg
         self.u_bound, self.score_bound = u_bound, score_bound
+        # Anchored, g adds the Gaussian log ratio and u subtracts it on the pair: u's optimum for
+        # that g is -log ratio (up to the row's log-mean-exp, ~0), so FLO starts near the
+        # Gaussian's value.
+        self.anchor = anchor
         if critic == "concat":
             self.net = FLOSharedCritic(x_dim, y_dim, hidden_dim, layers)
         else:
-            self.net = build_critic(critic, x_dim, y_dim, hidden_dim, layers, embed_dim)
+            self.net = build_critic(critic, x_dim, y_dim, hidden_dim, layers, embed_dim, anchor)
             self.u_net = mlp(x_dim + y_dim, hidden_dim, 1, layers)
 
     @staticmethod
@@ -145,10 +159,17 @@ class FLOModel(nn.Module):
 
     def _u(self, x, y):
         u = self.net.u(x, y) if self.critic_kind == "concat" else self.u_net(torch.cat([x, y], 1))
-        return self._bounded(u.reshape(-1), self.u_bound)
+        u = u.reshape(-1)
+        if self.anchor is not None:
+            u = u - self.anchor.aligned(x, y)
+        return self._bounded(u, self.u_bound)
 
     def _g(self, x, y):
-        g = self.net(x, y)[0] if self.critic_kind == "concat" else self.net(x, y)
+        if self.critic_kind == "concat":
+            g = self.net(x, y)[0]
+            g = g if self.anchor is None else g + self.anchor(x, y)
+        else:
+            g = self.net(x, y)
         return self._bounded(g, self.score_bound)
 
     def forward(self, x, y):
@@ -169,14 +190,17 @@ class FLOModel(nn.Module):
 ESTIMATORS = (*BOUNDS, "flo", "knife", "knife_joint")
 
 
-def build_model(name: str, x_dim: int, y_dim: int, critic, hidden_dim, layers, embed_dim, **kw):
-    """The model for estimator ``name``; ``kw`` are the estimator's own options (``clip`` for
-    smile, ``momentum`` for mine, ``reg_weight``/``reg_target``/``reg_distance`` for the ReMINE
-    regularizer, ``u_bound`` for flo, ``modes`` and KNIFE's flags for knife)."""
+def build_model(
+    name: str, x_dim: int, y_dim: int, critic, hidden_dim, layers, embed_dim, anchor=None, **kw
+):
+    """The model for estimator ``name``; ``anchor`` (critics and FLO's g; KNIFE has none) is a
+    fitted ``GaussianCritic`` the critic starts from; ``kw`` are the estimator's own options
+    (``clip`` for smile, ``momentum`` for mine, ``reg_weight``/``reg_target``/``reg_distance`` for
+    the ReMINE regularizer, ``u_bound`` for flo, ``modes`` and KNIFE's flags for knife)."""
     if name in BOUNDS:
-        return BoundModel(name, x_dim, y_dim, critic, hidden_dim, layers, embed_dim, **kw)
+        return BoundModel(name, x_dim, y_dim, critic, hidden_dim, layers, embed_dim, anchor, **kw)
     if name == "flo":
-        return FLOModel(x_dim, y_dim, critic, hidden_dim, layers, embed_dim, **kw)
+        return FLOModel(x_dim, y_dim, critic, hidden_dim, layers, embed_dim, anchor=anchor, **kw)
     if name in ("knife", "knife_joint"):
         return KnifeModel(x_dim, y_dim, hidden_dim, joint=name == "knife_joint", **kw)
     raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")

@@ -66,3 +66,22 @@ def test_good_input_prints_the_estimate_it_writes(tmp_path, capsys):
     res = json.loads(out_json.read_text())
     assert line.startswith(f"I(X;Y) = {res['estimate']:.4f} +- {res['stderr']:.4f} nats")
     assert res["settings"]["n_train"] == 200 and len(res["curve"]["heldout"]) >= 1
+    assert res["settings"]["anchor"] == "gaussian" and res["curve"]["step"] == [0, 60]
+
+
+def test_anchor_none_trains_the_network_alone_and_a_bad_anchor_exits_2(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 1))
+    paths = [_save(tmp_path, "x", x), _save(tmp_path, "y", x + rng.standard_normal((400, 1)))]
+    out_json = tmp_path / "res.json"
+    flags = ["--steps", "60", "--batch-size", "64", "--no-progress", "--json", str(out_json)]
+    assert main([*paths, "--anchor", "none", *flags]) == 0
+    res = json.loads(out_json.read_text())
+    assert res["settings"]["anchor"] is None and res["curve"]["step"] == [60]
+    capsys.readouterr()
+    out_json.unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*paths, "--anchor", "cca", *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--anchor" in err and not out_json.exists()

@@ -60,6 +60,7 @@ def test_weight_decay_default_tightens_the_held_out_bound_where_the_critic_overf
     y[:, :2] = 0.8 * x[:, :2] + 0.6 * y[:, :2]
     true_mi = -math.log(1 - 0.8**2)
     run = dict(hidden_dim=32, embed_dim=8, batch_size=128, max_steps=1500, eval_every=50)
+    run["anchor"] = None  # the network alone: what decay acts on
     decayed = estimate(x, y, "infonce", patience=4, **run)
     plain = estimate(x, y, "infonce", patience=4, weight_decay=0.0, **run)
     assert decayed.settings["weight_decay"] == 2.0 and plain.settings["weight_decay"] == 0.0

@@ -55,6 +55,7 @@ def test_estimate_reports_the_held_out_maximum_of_its_curve(monkeypatch):
         x,
         x + rng.standard_normal((64, 2)),
         "nwj",
+        anchor=None,  # an anchored critic is also evaluated at step 0
         hidden_dim=8,
         embed_dim=4,
         batch_size=16,
