@@ -58,7 +58,7 @@ def knife_log_density(
     return torch.logsumexp(log_components, dim=-1) - 0.5 * dim * math.log(2 * math.pi)
 
 
-def _as_float(x: torch.Tensor) -> torch.Tensor:
+def as_float(x: torch.Tensor) -> torch.Tensor:
     """float64 stays float64 (tests, references); anything narrower becomes float32."""
     return x if x.dtype == torch.float64 else x.float()
 
@@ -146,7 +146,7 @@ class MarginalKNIFE(nn.Module):
             self.initialize(x)
         with torch.autocast(x.device.type, enabled=False):
             return knife_log_density(
-                _as_float(x), self.weight_logits, self.means, self.effective_log_scales(), self.tril
+                as_float(x), self.weight_logits, self.means, self.effective_log_scales(), self.tril
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,7 +219,7 @@ class ConditionalKNIFE(nn.Module):
     def log_density(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(y_n | x_n), (N, d) and (N, cond_dim) -> (N,)."""
         with torch.autocast(y.device.type, enabled=False):
-            y, x = _as_float(y), _as_float(x).to(self.weight_net[-1].weight.dtype)
+            y, x = as_float(y), as_float(x).to(self.weight_net[-1].weight.dtype)
             n, m, d = y.shape[0], self.num_modes, self.dim
             log_scales = self.log_scale_net(x).view(n, m, d)
             if self.use_tanh:

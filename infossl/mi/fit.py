@@ -59,7 +59,8 @@ class MIEstimate:
         best_step: training step of the reported evaluation.
         curve: ``step``, ``heldout``, ``train``: one entry per evaluation.
         estimator: the estimator's name.
-        settings: every setting used, with ``n_train`` and ``n_heldout``.
+        settings: every setting used, with ``n_train`` and ``n_heldout`` (anchored: also
+            ``anchor_rank`` and ``anchor_train_mi``, the fitted Gaussian's rank and MI).
         stopped_early: patience ran out before ``max_steps``.
         skipped_steps: updates skipped because the training loss was not finite.
         seconds: wall time.
@@ -227,6 +228,8 @@ def estimate(
     anchor_critic = None
     if anchor == "gaussian" and kind == "critic":
         anchor_critic = GaussianCritic(x_train, y_train, offset=ANCHOR_OFFSET.get(estimator, 0.0))
+        # what the anchor is: its rank and the fitted Gaussian's own MI on the training part
+        settings.update(anchor_rank=anchor_critic.rank, anchor_train_mi=anchor_critic.mi)
     try:
         model = build_model(
             estimator,

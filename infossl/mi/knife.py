@@ -34,7 +34,7 @@ from infossl.losses.knife import (
     KNIFE,
     JointKNIFE,
     MarginalKNIFE,
-    _as_float,
+    as_float,
     conditioning_net,
     knife_log_density,
 )
@@ -68,7 +68,7 @@ class AnchoredConditionalKNIFE(nn.Module):
     def log_density(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(y_n | x_n), (N, d) and (N, cond_dim) -> (N,)."""
         base = self.base
-        y, x = _as_float(y), _as_float(x)
+        y, x = as_float(y), as_float(x)
         if not bool(base.initialized):
             base.initialize(y)
         m, d = base.num_modes, base.dim

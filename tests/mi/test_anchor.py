@@ -98,7 +98,8 @@ def test_anchored_estimate_starts_at_the_gaussians_bound(estimator, critic):
     x, y, true_mi = sparse_pairs(2000, 10, 2, 0.8)
     run = dict(hidden_dim=32, embed_dim=8, batch_size=128, max_steps=100, eval_every=50)
     res = estimate(x, y, estimator, critic=critic, **run)
-    assert res.settings["anchor"] == "gaussian"
+    assert res.settings["anchor"] == "gaussian" and res.settings["anchor_rank"] == 2
+    assert abs(res.settings["anchor_train_mi"] - true_mi) < 0.1
     assert res.curve["step"][0] == 0 and math.isnan(res.curve["train"][0])
     # the anchor alone on the same held-out half, fitted on the same training half
     perm = torch.randperm(2000, generator=torch.Generator().manual_seed(0))
