@@ -219,6 +219,7 @@ def run(args) -> None:
         preprocess=args.preprocess,
         weight_decay=args.weight_decay,
         anchor=None if args.anchor == "none" else args.anchor,
+        device=args.device,
     )
     for task in args.tasks:
         for seed in args.seeds:
@@ -396,6 +397,7 @@ def main(argv=None):
     r.add_argument("--preprocess", default="copula")
     r.add_argument("--weight-decay", type=float, help="AdamW's; default: estimate's")
     r.add_argument("--anchor", choices=["gaussian", "none"], default="gaussian")
+    r.add_argument("--device", default="cpu", help="where estimate trains (cpu, cuda, ...)")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
     r.add_argument("--out", required=True)
