@@ -198,7 +198,7 @@ def estimate(
         estimator_options = {**FLO_BOUNDS, **estimator_options}
     settings = dict(
         critic=critic,
-        anchor=anchor,
+        anchor=anchor if kind == "critic" else None,  # KNIFE has no critic to anchor
         hidden_dim=hidden_dim,
         layers=layers,
         embed_dim=embed_dim,
@@ -226,7 +226,7 @@ def estimate(
     yt = torch.as_tensor(y, dtype=torch.float32)[perm].to(device)
     x_train, y_train, x_held, y_held = xt[:n_train], yt[:n_train], xt[n_train:], yt[n_train:]
     anchor_critic = None
-    if anchor == "gaussian" and kind == "critic":
+    if settings["anchor"] == "gaussian":
         anchor_critic = GaussianCritic(x_train, y_train, offset=ANCHOR_OFFSET.get(estimator, 0.0))
         # what the anchor is: its rank and the fitted Gaussian's own MI on the training part
         settings.update(anchor_rank=anchor_critic.rank, anchor_train_mi=anchor_critic.mi)

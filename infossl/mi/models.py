@@ -63,7 +63,7 @@ def build_critic(
     critic: str, x_dim, y_dim, hidden_dim, layers, embed_dim, anchor: nn.Module | None = None
 ) -> nn.Module:
     """The critic network; with ``anchor`` (a fitted ``GaussianCritic``) it is the anchor plus the
-    network as a zero-initialised residual (``AnchoredCritic``)."""
+    network in its ordinary initialisation (``AnchoredCritic``)."""
     if critic == "separable":
         net = SeparableCritic(x_dim, y_dim, hidden_dim, embed_dim, layers)
     elif critic == "concat":

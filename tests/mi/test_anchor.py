@@ -114,5 +114,7 @@ def test_anchor_none_trains_from_scratch_and_a_bad_anchor_is_an_input_error():
     x, y, _ = sparse_pairs(600, 3, 1, 0.8)
     res = estimate(x, y, "infonce", anchor=None, batch_size=64, max_steps=20, eval_every=10)
     assert res.curve["step"][0] == 10
+    knife = estimate(x, y, "knife", batch_size=64, max_steps=10, eval_every=10)
+    assert knife.settings["anchor"] is None and knife.curve["step"] == [10]  # nothing to anchor
     with pytest.raises(MIInputError, match="anchor"):
         estimate(x, y, "infonce", anchor="cca", batch_size=64, max_steps=1)
