@@ -41,9 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--critic", default="separable", choices=["separable", "concat"])
     p.add_argument(
         "--anchor",
-        default="gaussian",
         choices=["gaussian", "none"],
-        help="start the critic from the fitted Gaussian's (default) or from scratch",
+        help="start the critic from the fitted Gaussian (estimate's default) or from scratch",
     )
     p.add_argument("--steps", type=int, default=5000, help="most training steps")
     p.add_argument("--batch-size", type=int, default=256)
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="also write the full result here")
     args = p.parse_args(argv)
     from infossl.mi.fit import estimate
-    from infossl.mi.inputs import MIInputError
+    from infossl.mi.inputs import MIInputError, anchor_keyword
 
     try:
         x, y = _load(args.x), _load(args.y)
@@ -65,7 +64,6 @@ def main(argv=None) -> int:
             y,
             args.estimator,
             critic=args.critic,
-            anchor=None if args.anchor == "none" else args.anchor,
             max_steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,
@@ -74,6 +72,7 @@ def main(argv=None) -> int:
             seed=args.seed,
             device=args.device,
             progress=not args.no_progress,
+            **anchor_keyword(args.anchor),
         )
     except MIInputError as err:
         print(f"{p.prog}: error: {err}", file=sys.stderr)

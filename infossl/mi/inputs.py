@@ -1,5 +1,8 @@
 """The paired samples ``infossl.mi.estimate`` takes: checks and per-column preprocessing.
 
+Also the ``--anchor`` flag of its command lines (``python -m infossl.mi``, the bmi benchmark)
+mapped to ``estimate``'s keyword.
+
 NumPy and SciPy only (no torch), so that bmi's environment (``benchmarks/mi_beyond_normal.py
 neural --preprocess copula``) applies the same copula transform to bmi's own estimators.
 """
@@ -65,3 +68,9 @@ def check_pairs(x, y, batch_size, train_fraction, preprocess):
             f"{batch_size} (or under 2 held out): pass more samples or a smaller batch_size"
         )
     return x, y, n_train
+
+
+def anchor_keyword(flag: str | None) -> dict:
+    """A command line's ``--anchor`` as ``estimate``'s keyword: absent keeps ``estimate``'s
+    default, "none" is ``anchor=None``."""
+    return {} if flag is None else {"anchor": None if flag == "none" else flag}

@@ -144,7 +144,7 @@ class FLOModel(nn.Module):
         if critic == "concat":
             self.net = FLOSharedCritic(x_dim, y_dim, hidden_dim, layers)
         else:
-            self.net = build_critic(critic, x_dim, y_dim, hidden_dim, layers, embed_dim, anchor)
+            self.net = build_critic(critic, x_dim, y_dim, hidden_dim, layers, embed_dim)
             self.u_net = mlp(x_dim + y_dim, hidden_dim, 1, layers)
 
     @staticmethod
@@ -165,11 +165,9 @@ class FLOModel(nn.Module):
         return self._bounded(u, self.u_bound)
 
     def _g(self, x, y):
-        if self.critic_kind == "concat":
-            g = self.net(x, y)[0]
-            g = g if self.anchor is None else g + self.anchor(x, y)
-        else:
-            g = self.net(x, y)
+        g = self.net(x, y)[0] if self.critic_kind == "concat" else self.net(x, y)
+        if self.anchor is not None:
+            g = g + self.anchor(x, y)
         return self._bounded(g, self.score_bound)
 
     def forward(self, x, y):
